@@ -1,0 +1,107 @@
+"""Manifests: what a run produced (manifest.json) and what an index directory holds."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+RUN_MANIFEST = "manifest.json"
+INDEX_MANIFEST = "manifest.json"
+INDEX_ITEM_IDS = "item_ids.json"
+INDEX_EMBEDDINGS = "embeddings.npy"
+INDEX_SEARCHER_DIR = "scann"
+
+
+class ManifestError(ValueError):
+    """A manifest is missing fields or holds values of the wrong kind."""
+
+
+def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
+    names = {f.name for f in fields(cls)}
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ManifestError(f"{what} lacks {', '.join(missing)}")
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class IndexManifest:
+    """Describes an `index/` directory: a ScaNN searcher over item text embeddings.
+
+    Attributes:
+        dim: embedding width.
+        distance: "dot_product" (embeddings are L2-normalised, so this is cosine).
+        count: number of items; item_ids.json and embeddings.npy have this many rows.
+        encoder: the encoder name the embeddings came from (queries must use the same).
+        run_id: the run that built it.
+        searcher: "scann" or "brute_force" (tiny catalogues).
+    """
+
+    dim: int
+    distance: str
+    count: int
+    encoder: str
+    run_id: str
+    searcher: str = "scann"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> IndexManifest:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"index manifest is not JSON: {exc}") from exc
+        return _from_dict(cls, data, "index manifest")
+
+
+@dataclass
+class RunManifest:
+    """The record of one run, written to OUT/runs/RUN_ID/manifest.json.
+
+    Attributes:
+        run_id: the run's id (also the default version name in Redis).
+        status: "running", "published" or "failed".
+        started_at, finished_at: ISO-8601 UTC times.
+        version: the Redis version written (None until published).
+        reason: one line saying why a failed run failed.
+        inputs: where the data came from and row counts read.
+        counts: rows per output table.
+        rejected: rejected rows per source and reason.
+        params: model and scoring parameters.
+        quality: held-out metrics of the model and the popularity baseline.
+        stages: seconds and rows per stage, in the order they ran.
+        encoder: the text encoder's name.
+        id_types: Spark types of user_id and item_id.
+    """
+
+    run_id: str
+    status: str = "running"
+    started_at: str = ""
+    finished_at: str | None = None
+    version: str | None = None
+    reason: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    encoder: str = ""
+    id_types: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunManifest:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"run manifest is not JSON: {exc}") from exc
+        if not isinstance(data, dict) or "run_id" not in data:
+            raise ManifestError("run manifest lacks run_id")
+        return _from_dict(cls, data, "run manifest")

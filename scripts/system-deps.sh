@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Checks the system packages nightrec needs (a JDK 17+ for Spark, redis-server) and installs
+# the missing ones with apt-get when running as root; otherwise says what to install.
+set -euo pipefail
+
+java_ok() {
+    command -v java >/dev/null || return 1
+    local v
+    v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)
+    [ -n "$v" ] && [ "$v" -ge 17 ]
+}
+
+missing=()
+java_ok || missing+=("openjdk-17-jre-headless")
+command -v redis-server >/dev/null || missing+=("redis-server")
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "system-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    java_ok || { echo "system-deps: java 17+ still not found after install" >&2; exit 1; }
+    exit 0
+fi
+
+echo "system-deps: missing ${missing[*]}." >&2
+echo "  Debian/Ubuntu: sudo apt-get install ${missing[*]}" >&2
+echo "  macOS: brew install openjdk@17 redis" >&2
+echo "  (Spark 4 needs Java 17 or newer on PATH or in JAVA_HOME; tests start their own redis-server.)" >&2
+exit 1
