@@ -36,7 +36,12 @@ class IndexManifest:
         count: number of items; item_ids.json and embeddings.npy have this many rows.
         encoder: the encoder name the embeddings came from (queries must use the same).
         run_id: the run that built it.
-        searcher: "scann" or "brute_force" (tiny catalogues).
+        searcher: "scann" (tree partitioning, asymmetric hashing, exact re-scoring) or
+            "brute_force" (ScaNN's exhaustive float32 search, for small catalogues).
+        num_leaves: partitions of the tree ("scann" only; 0 otherwise).
+        leaves_to_search: partitions searched per query ("scann" only; 0 otherwise).
+        reorder: candidates re-scored exactly per query ("scann" only; 0 otherwise); a search
+            for k items must re-score at least k, or ScaNN pads the tail with NaN.
     """
 
     dim: int
@@ -45,6 +50,9 @@ class IndexManifest:
     encoder: str
     run_id: str
     searcher: str = "scann"
+    num_leaves: int = 0
+    leaves_to_search: int = 0
+    reorder: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -1,0 +1,75 @@
+"""The `nightrec` command: parse, build the config, run, exit non-zero on failure.
+
+    nightrec run [--data DIR | --interactions URI --items URI] [--out DIR] [--redis-url URL]
+                 [--top-n N] [--run-id ID] [--stages LIST] [--config FILE]
+
+Heavy imports (pyspark, TensorFlow) happen only once a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+# Library noise that no user asked for; set before TensorFlow or the hub client is imported.
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+             "TOKENIZERS_PARALLELISM": "false"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nightrec", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the nightly job (ingest ... publish)")
+    source = run.add_argument_group("input (default: the bundled MovieLens sample)")
+    source.add_argument("--data", help="MovieLens-layout directory (ratings.csv, movies.csv)")
+    source.add_argument("--interactions", help="interactions CSV/Parquet (path or URI)")
+    source.add_argument("--items", help="item catalogue CSV/Parquet (path or URI)")
+    run.add_argument("--out", help="artefact directory (default ./var)")
+    run.add_argument("--redis-url", dest="redis_url",
+                     help="redis:// or rediss:// URL (default: a private redis-server)")
+    run.add_argument("--top-n", dest="top_n", help="items per user (default 100)")
+    run.add_argument("--run-id", dest="run_id", help="run id (default: UTC start time)")
+    run.add_argument("--stages", help="comma-separated subset of stages, in order")
+    run.add_argument("--spark-master", dest="spark_master", help="Spark master (local[*])")
+    run.add_argument("--config", help="TOML file of settings (see README)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    if args.command == "run":
+        return _run(args)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from jobs.config import build_config
+    from jobs.errors import JobError
+    from jobs.pipeline import RunFailed, run_job
+    from jobs.summary import summary
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    try:
+        config = build_config(flags, os.environ, args.config)
+    except JobError as exc:
+        print(f"nightrec: {exc}", file=sys.stderr)
+        return 2
+    try:
+        manifest = run_job(config)
+    except RunFailed as exc:
+        print(f"nightrec: run {exc.manifest.run_id} failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nightrec: interrupted; nothing was published", file=sys.stderr)
+        return 130
+    print(summary(manifest, config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Stage `embed_items`: the text embedding of every item, reusing unchanged ones.
+
+An item whose text hash matches one embedded by the last published run (same encoder) keeps
+that vector; only new or changed texts are encoded, inside Spark with `mapInPandas` (the
+model is loaded once per Python worker and kept there). Vectors are L2-normalised float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
+
+from jobs.context import Context, Stage, StageResult
+from jobs.run_store import RunDir, latest_published
+from schemas.tables import ITEM_EMBEDDINGS, ITEMS
+from schemas.text import EncoderSpec, encode_texts, text_hash
+
+log = logging.getLogger(__name__)
+
+
+@F.pandas_udf(StringType())
+def _text_hash(text: pd.Series) -> pd.Series:
+    return text.fillna("").map(text_hash)
+
+
+def encoder_partitions(spec: EncoderSpec, default_parallelism: int) -> int:
+    """One partition per GPU worker, else one per core so every core encodes."""
+    if spec.device == "cuda":
+        return 1
+    return max(1, default_parallelism)
+
+
+def encode_partitions(spec: EncoderSpec, threads: int):
+    """Return the mapInPandas function that encodes each batch's `text` column."""
+
+    def encode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for number, batch in enumerate(batches):
+            if number == 0:  # torch is imported only where there is something to encode
+                import torch
+
+                torch.set_num_threads(threads)
+            vectors = encode_texts(spec, batch["text"].fillna("").tolist())
+            yield pd.DataFrame(
+                {
+                    "item_id": batch["item_id"],
+                    "text_hash": batch["text_hash"],
+                    "embedding": list(vectors),
+                }
+            )
+
+    return encode
+
+
+def previous_embeddings(ctx: Context) -> DataFrame | None:
+    """Return the last published run's embeddings when they came from the same encoder."""
+    previous = latest_published(ctx.run.out, exclude=ctx.run.run_id)
+    if previous is None or not previous.exists(ITEM_EMBEDDINGS):
+        return None
+    manifest = previous.read_manifest()
+    if manifest.encoder != ctx.config.encoder or manifest.id_types != ctx.id_types:
+        log.info("not reusing embeddings of %s: encoder or id types differ", previous.run_id)
+        return None
+    return _read_previous(ctx, previous)
+
+
+def _read_previous(ctx: Context, previous: RunDir) -> DataFrame:
+    df = previous.read_table(ctx.spark, ITEM_EMBEDDINGS, ctx.id_types)
+    return df.select("text_hash", "embedding").dropDuplicates(["text_hash"])
+
+
+def split_known(items: DataFrame, known: DataFrame | None) -> tuple[DataFrame, DataFrame | None]:
+    """Split items (item_id, text, text_hash) into (to encode, reused with their embedding)."""
+    if known is None:
+        return items, None
+    joined = items.join(known, "text_hash", "left")
+    reused = joined.where(F.col("embedding").isNotNull())
+    todo = joined.where(F.col("embedding").isNull()).drop("embedding")
+    return todo, reused.select("item_id", "text_hash", "embedding")
+
+
+def run(ctx: Context) -> StageResult:
+    """Embed new and changed item texts, reuse the rest, write `item_embeddings`."""
+    spec = ctx.config.encoder_spec
+    ctx.manifest.encoder = spec.name
+    items = ctx.read(ITEMS).select("item_id", "text", _text_hash(F.col("text")).alias("text_hash"))
+    todo, reused = split_known(items, previous_embeddings(ctx))
+    to_encode = todo.count()
+    parallel = encoder_partitions(spec, ctx.spark.sparkContext.defaultParallelism)
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    encoded = (
+        todo.select("item_id", "text", "text_hash")
+        .repartition(parallel)
+        .mapInPandas(encode_partitions(spec, threads), ITEM_EMBEDDINGS.ddl(**_ids(ctx)))
+    )
+    result = encoded if reused is None else encoded.unionByName(reused)
+    ctx.write(result, ITEM_EMBEDDINGS)
+    total = ctx.read(ITEM_EMBEDDINGS).count()
+    ctx.manifest.counts.update(items_encoded=to_encode, items_reused=total - to_encode)
+    return StageResult(total, f"{to_encode} encoded, {total - to_encode} reused ({spec.name})")
+
+
+def _ids(ctx: Context) -> dict[str, str]:
+    return {"user_id_type": ctx.id_types["user_id"], "item_id_type": ctx.id_types["item_id"]}
+
+
+STAGE = Stage("embed_items", (ITEMS,), (ITEM_EMBEDDINGS,), run)

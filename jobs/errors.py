@@ -1,0 +1,25 @@
+"""The job's named exceptions. Each message says what was expected, what was found, what to do."""
+
+
+class JobError(Exception):
+    """Base of every error the job reports as a one-line reason (no traceback)."""
+
+
+class ConfigError(JobError):
+    """A setting is missing or invalid; the message names the flag or NIGHTREC_* variable."""
+
+
+class InputError(JobError):
+    """The input data cannot be used: missing file or column, empty, too many bad rows."""
+
+
+class SchemaError(JobError):
+    """A table read or written by a stage does not have the declared columns and types."""
+
+
+class PublishError(JobError):
+    """Writing a version to Redis failed; the previously published version stays current."""
+
+
+class StageError(JobError):
+    """A stage cannot run: an earlier stage's output it needs is missing."""

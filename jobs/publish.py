@@ -1,0 +1,189 @@
+"""Stage `publish`: write the version's lists to Redis, then switch the pointer atomically.
+
+Lists are packed (schemas.redis_layout) and written from the Spark partitions in large
+pipelined batches under a new version namespace. Only when every list is written and counted
+does the single pointer key move; then versions beyond `keep_versions` are removed. A failure
+before the switch leaves the previous version current and untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import redis
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from jobs.context import Context, Stage, StageResult
+from jobs.errors import PublishError
+from jobs.run_store import utc_now
+from schemas.redis_layout import Keys, pack_list
+from schemas.tables import ITEMS, POPULAR, RECOMMENDATIONS, SIMILAR_ITEMS
+
+SCAN_COUNT = 10_000
+
+
+def connect(url: str) -> redis.Redis:
+    """Return a client for url (redis:// or rediss://, password in the URL)."""
+    return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+
+
+def choose_version(client: redis.Redis, keys: Keys, run_id: str) -> str:
+    """Return a version id not used yet: the run id, or run_id.N when re-publishing a run."""
+    version, attempt = run_id, 1
+    while client.zscore(keys.versions, version) is not None or client.exists(keys.meta(version)):
+        attempt += 1
+        version = f"{run_id}.{attempt}"
+    return version
+
+
+def catalogue(items: pd.DataFrame) -> dict[str, list]:
+    """Return the version's item table: ids and titles in catalogue (item_id) order."""
+    ordered = items.sort_values("item_id", kind="stable")
+    return {
+        "item_ids": [_plain(v) for v in ordered["item_id"]],
+        "titles": ordered["title"].fillna("").tolist(),
+    }
+
+
+def _plain(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def list_writer(
+    url: str, key_of: Callable[[object], str], item_ids: list, id_col: str, batch: int
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """Return a mapInPandas function writing each owner's ranked list as one packed value.
+
+    Rows arrive sorted by (owner, rank) within a partition; an owner may straddle two arrow
+    batches, so the last owner of a batch waits for the next one.
+    """
+    position = pd.Index(item_ids)
+
+    def write(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        client = connect(url)
+        pending = pd.DataFrame()
+        written = 0
+        for frame in batches:
+            frame = pd.concat([pending, frame], ignore_index=True)
+            last = frame[id_col].iloc[-1]
+            pending, ready = frame[frame[id_col] == last], frame[frame[id_col] != last]
+            written += _write_groups(client, ready, id_col, key_of, position, batch)
+        written += _write_groups(client, pending, id_col, key_of, position, batch)
+        yield pd.DataFrame({"written": [written]})
+
+    return write
+
+
+def _write_groups(client, frame, id_col, key_of, position, batch) -> int:
+    if frame.empty:
+        return 0
+    owners = frame[id_col].to_numpy()
+    starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+    ends = np.r_[starts[1:], len(owners)]
+    idx = position.get_indexer(frame["item"].to_numpy())
+    scores = frame["score"].to_numpy(dtype=np.float32)
+    pipe = client.pipeline(transaction=False)
+    for n, (lo, hi) in enumerate(zip(starts, ends, strict=True), start=1):
+        pipe.set(key_of(_plain(owners[lo])), pack_list(idx[lo:hi], scores[lo:hi]))
+        if n % batch == 0:
+            pipe.execute()
+    pipe.execute()
+    return len(starts)
+
+
+def write_lists(
+    ctx: Context, df: DataFrame, id_col: str, item_col: str, key_of: Callable[[object], str],
+    item_ids: list, url: str,
+) -> int:
+    """Write every owner's list of df through the Spark partitions; return lists written."""
+    parts = max(1, ctx.spark.sparkContext.defaultParallelism)
+    ordered = (
+        df.select(F.col(id_col), F.col(item_col).alias("item"), "rank", "score")
+        .repartition(parts, id_col)
+        .sortWithinPartitions(id_col, "rank")
+    )
+    writer = list_writer(url, key_of, item_ids, id_col, ctx.config.publish_batch)
+    row = ordered.mapInPandas(writer, "written long").agg(F.sum("written")).first()
+    return int(row[0] or 0)
+
+
+def collect_garbage(client: redis.Redis, keys: Keys, keep: int) -> int:
+    """Drop versions beyond the newest `keep` (never the current) and unpublished leftovers."""
+    current = (client.get(keys.current) or b"").decode()
+    published = [v.decode() for v in client.zrevrange(keys.versions, 0, -1)]
+    kept = set(published[:keep]) | {current}
+    stale = [v for v in published if v not in kept]
+    if stale:
+        client.zrem(keys.versions, *stale)
+    removed = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=keys.version_pattern(), count=SCAN_COUNT):
+        if keys.version_of(key.decode(errors="replace")) not in kept:
+            batch.append(key)
+        if len(batch) >= SCAN_COUNT:
+            removed += client.unlink(*batch)
+            batch = []
+    if batch:
+        removed += client.unlink(*batch)
+    return removed
+
+
+def run(ctx: Context) -> StageResult:
+    """Write the version, check it is complete, switch the pointer, collect garbage."""
+    if not ctx.redis_url:
+        raise PublishError("no Redis URL to publish to")
+    client, keys = connect(ctx.redis_url), Keys(ctx.config.redis_prefix)
+    try:
+        client.ping()
+        version = choose_version(client, keys, ctx.run.run_id)
+        lists = _write_version(ctx, client, keys, version)
+        client.zadd(keys.versions, {version: time.time()})
+        client.set(keys.current, version)
+        removed = collect_garbage(client, keys, ctx.config.keep_versions)
+    except redis.RedisError as exc:
+        raise PublishError(
+            f"Redis failed while publishing ({type(exc).__name__}: {exc}); the previously "
+            "published version stays current"
+        ) from None
+    ctx.manifest.version = version
+    ctx.manifest.counts.update(redis_user_lists=lists["users"], redis_item_lists=lists["items"])
+    return StageResult(
+        lists["users"], f"version {version}: {lists['users']} user lists, "
+        f"{lists['items']} similar lists, {removed} old keys removed",
+    )
+
+
+def _write_version(ctx: Context, client: redis.Redis, keys: Keys, version: str) -> dict:
+    items = catalogue(ctx.read(ITEMS).select("item_id", "title").toPandas())
+    ids = items["item_ids"]
+    popular = ctx.read(POPULAR).orderBy("rank").toPandas()
+    position = pd.Index(ids)
+    client.set(keys.items(version), json.dumps(items, ensure_ascii=False))
+    client.set(
+        keys.popular(version),
+        pack_list(position.get_indexer(popular["item_id"]), popular["score"].to_numpy()),
+    )
+    recs = ctx.read(RECOMMENDATIONS)
+    users = write_lists(ctx, recs, "user_id", "item_id", lambda u: keys.user(version, u), ids,
+                        ctx.redis_url)
+    expected = recs.select("user_id").distinct().count()
+    similar = write_lists(ctx, ctx.read(SIMILAR_ITEMS), "item_id", "similar_item_id",
+                          lambda i: keys.similar(version, i), ids, ctx.redis_url)
+    if users != expected:
+        raise PublishError(f"wrote {users} user lists, expected {expected}; version not switched")
+    meta = {
+        "version": version, "run_id": ctx.run.run_id, "generated_at": utc_now(),
+        "users": users, "items": len(ids), "top_n": ctx.config.top_n,
+        "index_dir": str(ctx.run.path("index").resolve()), "encoder": ctx.config.encoder,
+        "id_types": ctx.id_types, "quality": ctx.manifest.quality,
+    }
+    client.set(keys.meta(version), json.dumps(meta))
+    return {"users": users, "items": similar}
+
+
+STAGE = Stage("publish", (ITEMS, POPULAR, RECOMMENDATIONS, SIMILAR_ITEMS), (), run)

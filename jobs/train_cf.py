@@ -1,0 +1,111 @@
+"""Stage `train_cf`: the Keras CF model on all interactions, and the popularity list.
+
+The interactions come to the driver once (Arrow), ids map to dense indices (items in
+catalogue order, item_id ascending), `jobs.cf_model` trains, and the factors go back to
+Parquet with the original ids. The popular list serves users the model does not know.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from jobs.cf_model import CFParams, train_cf
+from jobs.context import Context, Stage, StageResult
+from jobs.evaluate import popularity_scores
+from schemas.tables import INTERACTIONS, ITEM_FACTORS, ITEMS, POPULAR, USER_FACTORS
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """The interactions as dense indices, with the id arrays to map them back."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    user_idx: np.ndarray
+    item_idx: np.ndarray
+    rating: np.ndarray
+    timestamp: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+
+def index_interactions(interactions: pd.DataFrame, item_ids: np.ndarray) -> Interactions:
+    """Map ids to indices: users in sorted order, items in the given catalogue order."""
+    user_ids, user_idx = np.unique(interactions["user_id"].to_numpy(), return_inverse=True)
+    item_idx = pd.Index(item_ids).get_indexer(interactions["item_id"].to_numpy())
+    if (item_idx < 0).any():
+        raise ValueError("an interaction names an item outside the catalogue")
+    return Interactions(
+        user_ids=user_ids,
+        item_ids=item_ids,
+        user_idx=user_idx.astype(np.int64),
+        item_idx=item_idx.astype(np.int64),
+        rating=interactions["rating"].to_numpy(dtype=np.float32),
+        timestamp=interactions["timestamp"].to_numpy(dtype=np.int64),
+    )
+
+
+def load_interactions(ctx: Context) -> Interactions:
+    """Bring the run's interactions to the driver as indices (cached for later stages)."""
+    if "interactions" not in ctx.cache:
+        items = ctx.read(ITEMS).select("item_id").orderBy("item_id").toPandas()
+        frame = ctx.read(INTERACTIONS).toPandas()
+        ctx.cache["interactions"] = index_interactions(frame, items["item_id"].to_numpy())
+    return ctx.cache["interactions"]
+
+
+def cf_params(ctx: Context) -> CFParams:
+    """Return the model's parameters: its defaults, overridden by the run's settings."""
+    params = replace(CFParams(), dim=ctx.config.cf_dim, seed=ctx.config.cf_seed)
+    return replace(params, epochs=ctx.config.cf_epochs) if ctx.config.cf_epochs else params
+
+
+def popular_table(data: Interactions, n: int) -> pd.DataFrame:
+    """Return the n items with most users (ties by catalogue order) as the `popular` table."""
+    counts = popularity_scores(data.item_idx, data.n_items)
+    order = np.lexsort((np.arange(data.n_items), -counts))[: min(n, data.n_items)]
+    return pd.DataFrame(
+        {
+            "item_id": data.item_ids[order],
+            "rank": np.arange(1, len(order) + 1, dtype=np.int32),
+            "score": counts[order].astype(np.float32),
+        }
+    )
+
+
+def factors_frame(ids: np.ndarray, factors: np.ndarray, id_col: str) -> pd.DataFrame:
+    return pd.DataFrame({id_col: ids, "factors": list(factors.astype(np.float32))})
+
+
+def run(ctx: Context) -> StageResult:
+    """Train on every interaction and write user_factors, item_factors and popular."""
+    data = load_interactions(ctx)
+    params = cf_params(ctx)
+    model = train_cf(data.user_idx, data.item_idx, data.rating, data.n_users, data.n_items, params)
+    ctx.manifest.params["cf"] = {**params.to_dict(), "seconds": round(model.history["seconds"], 2)}
+    spark, ids = ctx.spark, ctx.id_types
+    for frame, table in (
+        (factors_frame(data.user_ids, model.user_factors, "user_id"), USER_FACTORS),
+        (factors_frame(data.item_ids, model.item_factors, "item_id"), ITEM_FACTORS),
+        (popular_table(data, ctx.config.top_n), POPULAR),
+    ):
+        schema = table.ddl(ids["user_id"], ids["item_id"])
+        ctx.write(spark.createDataFrame(frame, schema=schema), table)
+    loss = model.history["loss"][-1] if model.history.get("loss") else float("nan")
+    return StageResult(
+        data.n_users + data.n_items,
+        f"{data.n_users} users, {data.n_items} items, dim {params.dim}, "
+        f"{params.epochs} epochs, loss {loss:.4g}",
+    )
+
+
+STAGE = Stage("train_cf", (INTERACTIONS, ITEMS), (USER_FACTORS, ITEM_FACTORS, POPULAR), run)

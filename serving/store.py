@@ -1,0 +1,87 @@
+"""Reading published lists from Redis: the pointer, a version's catalogue and packed lists.
+
+The catalogue of a version (item ids and titles, in the order packed lists index into) is
+read once per version and kept in memory; a list then costs one Redis GET.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from schemas.redis_layout import Keys, unpack_list
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """A version's items: ids and titles by catalogue index, and the reverse mapping."""
+
+    version: str
+    item_ids: list[Any]
+    titles: list[str]
+
+    @classmethod
+    def from_json(cls, version: str, text: bytes | str) -> Catalogue:
+        data = json.loads(text)
+        return cls(version, data["item_ids"], data["titles"])
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item of a list: id, score and title."""
+
+    item_id: Any
+    score: float
+    title: str
+
+
+class ListStore:
+    """Reads the lists of the published versions through one Redis client."""
+
+    def __init__(self, client: redis.Redis, keys: Keys | None = None):
+        self.client = client
+        self.keys = keys or Keys()
+        self._catalogues: dict[str, Catalogue] = {}
+
+    def current_version(self) -> str | None:
+        """Return the version the pointer names, or None before the first publish."""
+        value = self.client.get(self.keys.current)
+        return value.decode() if value else None
+
+    def meta(self, version: str) -> dict[str, Any]:
+        value = self.client.get(self.keys.meta(version))
+        return json.loads(value) if value else {}
+
+    def catalogue(self, version: str) -> Catalogue:
+        """Return the version's catalogue (read from Redis the first time only)."""
+        if version not in self._catalogues:
+            value = self.client.get(self.keys.items(version))
+            if value is None:
+                raise LookupError(f"version {version} has no catalogue in Redis")
+            self._catalogues = {version: Catalogue.from_json(version, value)}
+        return self._catalogues[version]
+
+    def decode(self, version: str, value: bytes) -> list[Entry]:
+        """Decode a packed list of `version` into entries with ids and titles."""
+        cat = self.catalogue(version)
+        indices, scores = unpack_list(value)
+        return [
+            Entry(cat.item_ids[i], float(s), cat.titles[i])
+            for i, s in zip(indices.tolist(), scores.tolist(), strict=True)
+        ]
+
+    def user_list(self, version: str, user_id: object) -> list[Entry] | None:
+        """Return a user's list in `version`, or None when the user has none."""
+        value = self.client.get(self.keys.user(version, user_id))
+        return None if value is None else self.decode(version, value)
+
+    def similar_list(self, version: str, item_id: object) -> list[Entry] | None:
+        value = self.client.get(self.keys.similar(version, item_id))
+        return None if value is None else self.decode(version, value)
+
+    def popular_list(self, version: str) -> list[Entry]:
+        value = self.client.get(self.keys.popular(version))
+        return [] if value is None else self.decode(version, value)
