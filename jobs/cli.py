@@ -14,8 +14,11 @@ import sys
 from collections.abc import Sequence
 
 # Library noise that no user asked for; set before TensorFlow or the hub client is imported.
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-             "TOKENIZERS_PARALLELISM": "false"}
+QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,8 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--interactions", help="interactions CSV/Parquet (path or URI)")
     source.add_argument("--items", help="item catalogue CSV/Parquet (path or URI)")
     run.add_argument("--out", help="artefact directory (default ./var)")
-    run.add_argument("--redis-url", dest="redis_url",
-                     help="redis:// or rediss:// URL (default: a private redis-server)")
+    run.add_argument(
+        "--redis-url",
+        dest="redis_url",
+        help="redis:// or rediss:// URL (default: a private redis-server)",
+    )
     run.add_argument("--top-n", dest="top_n", help="items per user (default 100)")
     run.add_argument("--run-id", dest="run_id", help="run id (default: UTC start time)")
     run.add_argument("--stages", help="comma-separated subset of stages, in order")

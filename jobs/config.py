@@ -15,8 +15,15 @@ from typing import Any
 from jobs.errors import ConfigError
 from schemas.text import DEFAULT_ENCODER, EncoderSpec
 
-STAGE_NAMES = ("ingest", "embed_items", "evaluate", "train_cf", "score_users", "build_index",
-               "publish")
+STAGE_NAMES = (
+    "ingest",
+    "embed_items",
+    "evaluate",
+    "train_cf",
+    "score_users",
+    "build_index",
+    "publish",
+)
 
 
 def _positive(value: Any) -> bool:

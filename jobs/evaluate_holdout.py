@@ -7,7 +7,6 @@ items are held-out ones rated at least `eval_min_rating`. The figures go to the 
 
 from __future__ import annotations
 
-
 from jobs.cf_model import train_cf
 from jobs.context import Context, Stage, StageResult
 from jobs.evaluate import evaluate_model, holdout_split, popularity_factors, relevant_csr
@@ -22,11 +21,22 @@ def holdout_quality(data: Interactions, ctx: Context) -> dict:
     test = holdout_split(data.user_idx, data.timestamp, config.eval_holdout)
     train = ~test
     params = cf_params(ctx)
-    model = train_cf(data.user_idx[train], data.item_idx[train], data.rating[train],
-                     data.n_users, data.n_items, params)
+    model = train_cf(
+        data.user_idx[train],
+        data.item_idx[train],
+        data.rating[train],
+        data.n_users,
+        data.n_items,
+        params,
+    )
     seen = seen_csr(data.user_idx[train], data.item_idx[train], data.n_users)
-    relevant = relevant_csr(data.user_idx[test], data.item_idx[test], data.rating[test],
-                            data.n_users, config.eval_min_rating)
+    relevant = relevant_csr(
+        data.user_idx[test],
+        data.item_idx[test],
+        data.rating[test],
+        data.n_users,
+        config.eval_min_rating,
+    )
     k = config.eval_k
     ours = evaluate_model(model.user_factors, model.item_factors, seen, relevant, k)
     pop_users, pop_items = popularity_factors(data.item_idx[train], data.n_users, data.n_items)
@@ -59,5 +69,3 @@ def run(ctx: Context) -> StageResult:
 
 
 STAGE = Stage("evaluate", (INTERACTIONS, ITEMS), (), run)
-
-

@@ -67,15 +67,20 @@ def _format(uri: str, config: JobConfig) -> str:
 
 
 def read_raw(spark: SparkSession, source: Source, delimiter: str) -> DataFrame:
-    """Read a source with every column as a string; fail clearly if it is absent or lacks columns."""
+    """Read a source with every column as a string; fail clearly if absent or lacking columns."""
     local = "://" not in source.uri or source.uri.startswith("file://")
     if local and not Path(source.uri.removeprefix("file://")).exists():
         raise InputError(f"input not found: {source.uri}")
     try:
         if source.format == "csv":
             df = spark.read.options(
-                header=True, sep=delimiter, quote='"', escape='"', inferSchema=False,
-                mode="PERMISSIVE", encoding="UTF-8",
+                header=True,
+                sep=delimiter,
+                quote='"',
+                escape='"',
+                inferSchema=False,
+                mode="PERMISSIVE",
+                encoding="UTF-8",
             ).csv(source.uri)
         else:
             df = spark.read.parquet(source.uri)
@@ -123,8 +128,12 @@ def _item_text(title: pd.Series, genres: pd.Series) -> pd.Series:
 
 
 def transform(
-    raw_inter: DataFrame, raw_items: DataFrame, inter: Source, items: Source,
-    id_types: dict[str, str], ts_unit: str,
+    raw_inter: DataFrame,
+    raw_items: DataFrame,
+    inter: Source,
+    items: Source,
+    id_types: dict[str, str],
+    ts_unit: str,
 ) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame, DataFrame]:
     """Validate and dedupe; return (interactions, items, quarantine, checked rows of both)."""
     checked_items = V.validate_items(raw_items, items.columns, id_types["item_id"])
@@ -138,8 +147,13 @@ def transform(
     quarantine = V.quarantined(checked_inter, "interactions").unionByName(
         V.quarantined(checked_items, "items")
     )
-    return good_inter.select(*INTERACTIONS.column_names), items_out, quarantine, checked_inter, \
-        checked_items
+    return (
+        good_inter.select(*INTERACTIONS.column_names),
+        items_out,
+        quarantine,
+        checked_inter,
+        checked_items,
+    )
 
 
 def run(ctx: Context) -> StageResult:

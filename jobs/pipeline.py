@@ -67,7 +67,9 @@ def start_manifest(run: RunDir, config: JobConfig) -> RunManifest:
 
 
 def run_job(
-    config: JobConfig, spark: SparkSession | None = None, redis_url: str | None = None,
+    config: JobConfig,
+    spark: SparkSession | None = None,
+    redis_url: str | None = None,
     progress: TextIO = sys.stdout,
 ) -> RunManifest:
     """Run the configured stages; return the final manifest or raise RunFailed."""
@@ -110,12 +112,17 @@ def _run_stage(ctx: Context, stage: Stage, label: str, progress: TextIO) -> None
     result = stage.body(ctx)
     seconds = time.perf_counter() - start
     ctx.manifest.stages.append(
-        {"stage": stage.name, "rows": result.rows, "seconds": round(seconds, 2),
-         "detail": result.detail}
+        {
+            "stage": stage.name,
+            "rows": result.rows,
+            "seconds": round(seconds, 2),
+            "detail": result.detail,
+        }
     )
     ctx.run.write_manifest(ctx.manifest)
-    progress.write(f"{label} {stage.name:<12} {result.rows:>10,} rows {seconds:7.1f} s  "
-                   f"{result.detail}\n")
+    progress.write(
+        f"{label} {stage.name:<12} {result.rows:>10,} rows {seconds:7.1f} s  {result.detail}\n"
+    )
     progress.flush()
 
 

@@ -97,8 +97,13 @@ def _write_groups(client, frame, id_col, key_of, position, batch) -> int:
 
 
 def write_lists(
-    ctx: Context, df: DataFrame, id_col: str, item_col: str, key_of: Callable[[object], str],
-    item_ids: list, url: str,
+    ctx: Context,
+    df: DataFrame,
+    id_col: str,
+    item_col: str,
+    key_of: Callable[[object], str],
+    item_ids: list,
+    url: str,
 ) -> int:
     """Write every owner's list of df through the Spark partitions; return lists written."""
     parts = max(1, ctx.spark.sparkContext.defaultParallelism)
@@ -153,7 +158,8 @@ def run(ctx: Context) -> StageResult:
     ctx.manifest.version = version
     ctx.manifest.counts.update(redis_user_lists=lists["users"], redis_item_lists=lists["items"])
     return StageResult(
-        lists["users"], f"version {version}: {lists['users']} user lists, "
+        lists["users"],
+        f"version {version}: {lists['users']} user lists, "
         f"{lists['items']} similar lists, {removed} old keys removed",
     )
 
@@ -169,18 +175,32 @@ def _write_version(ctx: Context, client: redis.Redis, keys: Keys, version: str) 
         pack_list(position.get_indexer(popular["item_id"]), popular["score"].to_numpy()),
     )
     recs = ctx.read(RECOMMENDATIONS)
-    users = write_lists(ctx, recs, "user_id", "item_id", lambda u: keys.user(version, u), ids,
-                        ctx.redis_url)
+    users = write_lists(
+        ctx, recs, "user_id", "item_id", lambda u: keys.user(version, u), ids, ctx.redis_url
+    )
     expected = recs.select("user_id").distinct().count()
-    similar = write_lists(ctx, ctx.read(SIMILAR_ITEMS), "item_id", "similar_item_id",
-                          lambda i: keys.similar(version, i), ids, ctx.redis_url)
+    similar = write_lists(
+        ctx,
+        ctx.read(SIMILAR_ITEMS),
+        "item_id",
+        "similar_item_id",
+        lambda i: keys.similar(version, i),
+        ids,
+        ctx.redis_url,
+    )
     if users != expected:
         raise PublishError(f"wrote {users} user lists, expected {expected}; version not switched")
     meta = {
-        "version": version, "run_id": ctx.run.run_id, "generated_at": utc_now(),
-        "users": users, "items": len(ids), "top_n": ctx.config.top_n,
-        "index_dir": str(ctx.run.path("index").resolve()), "encoder": ctx.config.encoder,
-        "id_types": ctx.id_types, "quality": ctx.manifest.quality,
+        "version": version,
+        "run_id": ctx.run.run_id,
+        "generated_at": utc_now(),
+        "users": users,
+        "items": len(ids),
+        "top_n": ctx.config.top_n,
+        "index_dir": str(ctx.run.path("index").resolve()),
+        "encoder": ctx.config.encoder,
+        "id_types": ctx.id_types,
+        "quality": ctx.manifest.quality,
     }
     client.set(keys.meta(version), json.dumps(meta))
     return {"users": users, "items": similar}

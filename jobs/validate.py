@@ -58,9 +58,8 @@ def _parse_id(col: str, id_type: str) -> tuple[Column, Column]:
     """Return (parsed id, reason) for a raw id column."""
     value = F.trim(F.col(col))
     parsed = value.try_cast("bigint") if id_type == INT_ID else value
-    reason = (
-        F.when(value.isNull() | (value == ""), F.lit(f"missing {col}"))
-        .when(parsed.isNull(), F.concat(F.lit(f"{col} is not an integer: "), value))
+    reason = F.when(value.isNull() | (value == ""), F.lit(f"missing {col}")).when(
+        parsed.isNull(), F.concat(F.lit(f"{col} is not an integer: "), value)
     )
     return parsed, reason
 
@@ -103,7 +102,10 @@ def _raw_json(raw_columns: list[str]) -> Column:
 
 
 def validate_interactions(
-    raw: DataFrame, cols: InteractionColumns, id_types: dict[str, str], ts_unit: str = "s",
+    raw: DataFrame,
+    cols: InteractionColumns,
+    id_types: dict[str, str],
+    ts_unit: str = "s",
     now_s: int | None = None,
 ) -> DataFrame:
     """Parse raw interactions; return user_id, item_id, rating, timestamp, _seq, reason, row."""

@@ -19,7 +19,9 @@ class ManifestError(ValueError):
 
 def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
     names = {f.name for f in fields(cls)}
-    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    required = [
+        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+    ]
     missing = [name for name in required if name not in data]
     if missing:
         raise ManifestError(f"{what} lacks {', '.join(missing)}")

@@ -20,8 +20,7 @@ class Table:
 
     def ddl(self, user_id_type: str = "bigint", item_id_type: str = "bigint") -> str:
         """Return the Spark DDL of the table with the id types filled in."""
-        types = {"user_id": user_id_type, "item_id": item_id_type,
-                 "similar_item_id": item_id_type}
+        types = {"user_id": user_id_type, "item_id": item_id_type, "similar_item_id": item_id_type}
         parts = [f"{col} {types.get(col, typ) if typ == ID else typ}" for col, typ in self.columns]
         return ", ".join(parts)
 
@@ -55,5 +54,14 @@ SIMILAR_ITEMS = Table(
 )
 POPULAR = Table("popular", (("item_id", ID), ("rank", "int"), ("score", "float")))
 
-ALL = (INTERACTIONS, ITEMS, QUARANTINE, ITEM_EMBEDDINGS, USER_FACTORS, ITEM_FACTORS,
-       RECOMMENDATIONS, SIMILAR_ITEMS, POPULAR)
+ALL = (
+    INTERACTIONS,
+    ITEMS,
+    QUARANTINE,
+    ITEM_EMBEDDINGS,
+    USER_FACTORS,
+    ITEM_FACTORS,
+    RECOMMENDATIONS,
+    SIMILAR_ITEMS,
+    POPULAR,
+)

@@ -47,10 +47,25 @@ def server_command(port: int, directory: Path, daemonize: bool) -> list[str]:
             "make system-deps does it as root) or pass --redis-url"
         )
     return [
-        exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-        "--daemonize", "yes" if daemonize else "no",
-        "--pidfile", str(directory / "redis.pid"), "--logfile", str(directory / "redis.log"),
+        exe,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(directory),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "yes" if daemonize else "no",
+        "--pidfile",
+        str(directory / "redis.pid"),
+        "--logfile",
+        str(directory / "redis.log"),
     ]
 
 

@@ -46,19 +46,23 @@ class ListStore:
         self.keys = keys or Keys()
         self._catalogues: dict[str, Catalogue] = {}
 
+    def _get(self, key: str) -> bytes | None:
+        value = self.client.get(key)
+        return value.encode() if isinstance(value, str) else value  # type: ignore[return-value]
+
     def current_version(self) -> str | None:
         """Return the version the pointer names, or None before the first publish."""
-        value = self.client.get(self.keys.current)
+        value = self._get(self.keys.current)
         return value.decode() if value else None
 
     def meta(self, version: str) -> dict[str, Any]:
-        value = self.client.get(self.keys.meta(version))
+        value = self._get(self.keys.meta(version))
         return json.loads(value) if value else {}
 
     def catalogue(self, version: str) -> Catalogue:
         """Return the version's catalogue (read from Redis the first time only)."""
         if version not in self._catalogues:
-            value = self.client.get(self.keys.items(version))
+            value = self._get(self.keys.items(version))
             if value is None:
                 raise LookupError(f"version {version} has no catalogue in Redis")
             self._catalogues = {version: Catalogue.from_json(version, value)}
@@ -75,13 +79,13 @@ class ListStore:
 
     def user_list(self, version: str, user_id: object) -> list[Entry] | None:
         """Return a user's list in `version`, or None when the user has none."""
-        value = self.client.get(self.keys.user(version, user_id))
+        value = self._get(self.keys.user(version, user_id))
         return None if value is None else self.decode(version, value)
 
     def similar_list(self, version: str, item_id: object) -> list[Entry] | None:
-        value = self.client.get(self.keys.similar(version, item_id))
+        value = self._get(self.keys.similar(version, item_id))
         return None if value is None else self.decode(version, value)
 
     def popular_list(self, version: str) -> list[Entry]:
-        value = self.client.get(self.keys.popular(version))
+        value = self._get(self.keys.popular(version))
         return [] if value is None else self.decode(version, value)

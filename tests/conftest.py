@@ -41,7 +41,8 @@ def redis_server(tmp_path_factory) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         server_command(port, directory, daemonize=False),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:

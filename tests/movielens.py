@@ -34,7 +34,5 @@ def checkerboard(size: int = 12) -> tuple[list[tuple], list[tuple]]:
         for i in range(1, size + 1)
         if u % 2 == i % 2 and u != i
     ]
-    movies = [
-        (100 + i, f"Film number {i} ({1990 + i})", GENRES[i % 2]) for i in range(1, size + 1)
-    ]
+    movies = [(100 + i, f"Film number {i} ({1990 + i})", GENRES[i % 2]) for i in range(1, size + 1)]
     return ratings, movies

@@ -22,8 +22,16 @@ def board_dir(tmp_path_factory):
 
 
 def config(data, out, redis_url, run_id, **extra):
-    flags = {"data": str(data), "out": str(out), "redis_url": redis_url, "run_id": run_id,
-             "top_n": TOP_N, "eval_holdout": 1, "similar_n": 4, **extra}
+    flags = {
+        "data": str(data),
+        "out": str(out),
+        "redis_url": redis_url,
+        "run_id": run_id,
+        "top_n": TOP_N,
+        "eval_holdout": 1,
+        "similar_n": 4,
+        **extra,
+    }
     return build_config(flags, {})
 
 
@@ -89,8 +97,7 @@ def test_failed_run_leaves_published_version_untouched(spark, redis_url, board_d
     assert client.get(Keys().current) == b"good"
 
 
-def test_rerunning_a_published_run_id_writes_a_fresh_version(spark, redis_url, board_dir,
-                                                             tmp_path):
+def test_rerunning_a_published_run_id_writes_a_fresh_version(spark, redis_url, board_dir, tmp_path):
     run_job(config(board_dir, tmp_path, redis_url, "same"), spark=spark)
     again = run_job(config(board_dir, tmp_path, redis_url, "same"), spark=spark)
 
