@@ -113,6 +113,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cf_dim", int, "CF embedding size", _positive),
     Setting("cf_epochs", int, "CF training epochs (0 = the model's default)"),
     Setting("cf_seed", int, "random seed of the CF model"),
+    Setting("cf_l2", float, "CF L2 regularisation (default: the model's)"),
+    Setting("cf_learning_rate", float, "CF Adam learning rate (default: the model's)"),
     Setting("eval_holdout", int, "held-out interactions per user (0 = skip)"),
     Setting("eval_k", int, "cut-off K of the evaluation metrics", _positive),
     Setting("eval_min_rating", float, "rating from which a held-out item is relevant"),
@@ -159,6 +161,8 @@ class JobConfig:
     cf_dim: int = 64
     cf_epochs: int = 0
     cf_seed: int = 42
+    cf_l2: float | None = None
+    cf_learning_rate: float | None = None
     eval_holdout: int = 10
     eval_k: int = 10
     eval_min_rating: float = 4.0

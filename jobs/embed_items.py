@@ -14,19 +14,13 @@ from collections.abc import Iterator
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType
 
 from jobs.context import Context, Stage, StageResult
 from jobs.run_store import RunDir, latest_published
 from schemas.tables import ITEM_EMBEDDINGS, ITEMS
-from schemas.text import EncoderSpec, encode_texts, text_hash
+from schemas.text import EncoderSpec, encode_texts
 
 log = logging.getLogger(__name__)
-
-
-@F.pandas_udf(StringType())
-def _text_hash(text: pd.Series) -> pd.Series:
-    return text.fillna("").map(text_hash)
 
 
 def encoder_partitions(spec: EncoderSpec, default_parallelism: int) -> int:
@@ -88,17 +82,19 @@ def run(ctx: Context) -> StageResult:
     """Embed new and changed item texts, reuse the rest, write `item_embeddings`."""
     spec = ctx.config.encoder_spec
     ctx.manifest.encoder = spec.name
-    items = ctx.read(ITEMS).select("item_id", "text", _text_hash(F.col("text")).alias("text_hash"))
+    items = ctx.read(ITEMS).select("item_id", "text", "text_hash")
     todo, reused = split_known(items, previous_embeddings(ctx))
     to_encode = todo.count()
-    parallel = encoder_partitions(spec, ctx.spark.sparkContext.defaultParallelism)
-    threads = max(1, (os.cpu_count() or 1) // parallel)
-    encoded = (
-        todo.select("item_id", "text", "text_hash")
-        .repartition(parallel)
-        .mapInPandas(encode_partitions(spec, threads), ITEM_EMBEDDINGS.ddl(**_ids(ctx)))
-    )
-    result = encoded if reused is None else encoded.unionByName(reused)
+    result = reused
+    if to_encode or reused is None:
+        parallel = encoder_partitions(spec, ctx.spark.sparkContext.defaultParallelism)
+        threads = max(1, (os.cpu_count() or 1) // parallel)
+        encoded = (
+            todo.select("item_id", "text", "text_hash")
+            .repartition(parallel)
+            .mapInPandas(encode_partitions(spec, threads), ITEM_EMBEDDINGS.ddl(**_ids(ctx)))
+        )
+        result = encoded if reused is None else encoded.unionByName(reused)
     ctx.write(result, ITEM_EMBEDDINGS)
     total = ctx.read(ITEM_EMBEDDINGS).count()
     ctx.manifest.counts.update(items_encoded=to_encode, items_reused=total - to_encode)

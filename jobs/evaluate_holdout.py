@@ -7,11 +7,10 @@ items are held-out ones rated at least `eval_min_rating`. The figures go to the 
 
 from __future__ import annotations
 
-from jobs.cf_model import train_cf
 from jobs.context import Context, Stage, StageResult
 from jobs.evaluate import evaluate_model, holdout_split, popularity_factors, relevant_csr
 from jobs.topn import seen_csr
-from jobs.train_cf import Interactions, cf_params, load_interactions
+from jobs.train_cf import Interactions, fit, load_interactions
 from schemas.tables import INTERACTIONS, ITEMS
 
 
@@ -20,15 +19,7 @@ def holdout_quality(data: Interactions, ctx: Context) -> dict:
     config = ctx.config
     test = holdout_split(data.user_idx, data.timestamp, config.eval_holdout)
     train = ~test
-    params = cf_params(ctx)
-    model = train_cf(
-        data.user_idx[train],
-        data.item_idx[train],
-        data.rating[train],
-        data.n_users,
-        data.n_items,
-        params,
-    )
+    model = fit(ctx, data, train)
     seen = seen_csr(data.user_idx[train], data.item_idx[train], data.n_users)
     relevant = relevant_csr(
         data.user_idx[test],

@@ -14,7 +14,7 @@ import pandas as pd
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType
+from pyspark.sql.types import StringType, StructField, StructType
 from pyspark.storagelevel import StorageLevel
 
 from jobs import validate as V
@@ -22,7 +22,7 @@ from jobs.config import JobConfig
 from jobs.context import Context, Stage, StageResult
 from jobs.errors import InputError
 from schemas.tables import INTERACTIONS, ITEMS, QUARANTINE
-from schemas.text import item_text
+from schemas.text import item_text, text_hash
 
 MOVIELENS_INTERACTIONS = V.InteractionColumns("userId", "movieId", "rating", "timestamp")
 MOVIELENS_ITEMS = V.ItemColumns("movieId", "title", "genres")
@@ -122,9 +122,11 @@ def resolve_id_types(
     }
 
 
-@F.pandas_udf(StringType())
-def _item_text(title: pd.Series, genres: pd.Series) -> pd.Series:
-    return pd.Series([item_text(t, g) for t, g in zip(title, genres, strict=True)])
+@F.pandas_udf(StructType([StructField("text", StringType()), StructField("hash", StringType())]))
+def _item_text(title: pd.Series, genres: pd.Series) -> pd.DataFrame:
+    """Build each item's text to embed and its hash (both from schemas.text)."""
+    texts = [item_text(t, g) for t, g in zip(title, genres, strict=True)]
+    return pd.DataFrame({"text": texts, "hash": [text_hash(t) for t in texts]})
 
 
 def transform(
@@ -141,8 +143,9 @@ def transform(
     checked_inter = V.validate_interactions(raw_inter, inter.columns, id_types, ts_unit)
     checked_inter = V.reject_unknown_items(checked_inter, good_items)
     good_inter = V.latest(checked_inter, ["user_id", "item_id"], ["timestamp"])
+    text = _item_text(F.col("title"), F.col("genres"))
     items_out = good_items.select(
-        "item_id", "title", _item_text(F.col("title"), F.col("genres")).alias("text")
+        "item_id", "title", text["text"].alias("text"), text["hash"].alias("text_hash")
     )
     quarantine = V.quarantined(checked_inter, "interactions").unionByName(
         V.quarantined(checked_items, "items")

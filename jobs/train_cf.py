@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from jobs.cf_model import CFParams, train_cf
+from jobs.cf_model import CFFactors, CFParams, train_cf
 from jobs.context import Context, Stage, StageResult
 from jobs.evaluate import popularity_scores
 from schemas.tables import INTERACTIONS, ITEM_FACTORS, ITEMS, POPULAR, USER_FACTORS
@@ -63,10 +63,34 @@ def load_interactions(ctx: Context) -> Interactions:
     return ctx.cache["interactions"]
 
 
-def cf_params(ctx: Context) -> CFParams:
-    """Return the model's parameters: its defaults, overridden by the run's settings."""
+def cf_params(ctx: Context, data: Interactions) -> CFParams:
+    """Return the model's parameters: its defaults, overridden by the run's settings.
+
+    Ratings weight the positives only when they are all above zero (a 0 or negative rating
+    has no meaningful power); otherwise every interaction counts the same.
+    """
     params = replace(CFParams(), dim=ctx.config.cf_dim, seed=ctx.config.cf_seed)
-    return replace(params, epochs=ctx.config.cf_epochs) if ctx.config.cf_epochs else params
+    if ctx.config.cf_epochs:
+        params = replace(params, epochs=ctx.config.cf_epochs)
+    if ctx.config.cf_l2 is not None:
+        params = replace(params, l2=ctx.config.cf_l2)
+    if ctx.config.cf_learning_rate is not None:
+        params = replace(params, learning_rate=ctx.config.cf_learning_rate)
+    if len(data.rating) and data.rating.min() <= 0:
+        params = replace(params, rating_weight=0.0)
+    return params
+
+
+def fit(ctx: Context, data: Interactions, rows: np.ndarray | slice = slice(None)) -> CFFactors:
+    """Train the CF model on the selected interactions (all by default)."""
+    return train_cf(
+        data.user_idx[rows],
+        data.item_idx[rows],
+        data.rating[rows],
+        data.n_users,
+        data.n_items,
+        cf_params(ctx, data),
+    )
 
 
 def popular_table(data: Interactions, n: int) -> pd.DataFrame:
@@ -89,8 +113,8 @@ def factors_frame(ids: np.ndarray, factors: np.ndarray, id_col: str) -> pd.DataF
 def run(ctx: Context) -> StageResult:
     """Train on every interaction and write user_factors, item_factors and popular."""
     data = load_interactions(ctx)
-    params = cf_params(ctx)
-    model = train_cf(data.user_idx, data.item_idx, data.rating, data.n_users, data.n_items, params)
+    params = cf_params(ctx, data)
+    model = fit(ctx, data)
     ctx.manifest.params["cf"] = {**params.to_dict(), "seconds": round(model.history["seconds"], 2)}
     spark, ids = ctx.spark, ctx.id_types
     for frame, table in (

@@ -33,7 +33,9 @@ INTERACTIONS = Table(
     "interactions",
     (("user_id", ID), ("item_id", ID), ("rating", "double"), ("timestamp", "bigint")),
 )
-ITEMS = Table("items", (("item_id", ID), ("title", "string"), ("text", "string")))
+ITEMS = Table(
+    "items", (("item_id", ID), ("title", "string"), ("text", "string"), ("text_hash", "string"))
+)
 QUARANTINE = Table(
     "quarantine",
     (("source", "string"), ("reason", "string"), ("row", "string")),

@@ -9,10 +9,13 @@ from jobs.config import build_config
 from jobs.pipeline import RunFailed, run_job
 from schemas.redis_layout import Keys
 from serving.store import ListStore
+from tests.conftest import SAMPLE
 from tests.movielens import checkerboard, write_movielens
 
 pytestmark = pytest.mark.slow
 SIZE, TOP_N = 12, 3
+# The model's defaults suit thousands of users; 12 users need more steps and less shrinkage.
+TINY_MODEL = {"cf_dim": 4, "cf_epochs": 100, "cf_l2": 0.1, "cf_learning_rate": 0.05}
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +33,7 @@ def config(data, out, redis_url, run_id, **extra):
         "top_n": TOP_N,
         "eval_holdout": 1,
         "similar_n": 4,
+        **TINY_MODEL,
         **extra,
     }
     return build_config(flags, {})
@@ -79,6 +83,17 @@ def test_rerun_reuses_embeddings_and_collects_old_versions(spark, redis_url, boa
     assert versions == {"b", "c"}
 
 
+def test_changed_item_text_is_the_only_one_encoded(spark, redis_url, board_dir, tmp_path):
+    run_job(config(board_dir, tmp_path, redis_url, "before"), spark=spark)
+    ratings, movies = checkerboard(SIZE)
+    movies[3] = (movies[3][0], "A completely new title (2001)", movies[3][2])
+    changed = write_movielens(tmp_path / "changed", ratings, movies)
+
+    after = run_job(config(changed, tmp_path, redis_url, "after"), spark=spark)
+
+    assert (after.counts["items_encoded"], after.counts["items_reused"]) == (1, SIZE - 1)
+
+
 def test_failed_run_leaves_published_version_untouched(spark, redis_url, board_dir, tmp_path):
     run_job(config(board_dir, tmp_path, redis_url, "good"), spark=spark)
     client = redis.Redis.from_url(redis_url)
@@ -104,3 +119,33 @@ def test_rerunning_a_published_run_id_writes_a_fresh_version(spark, redis_url, b
     assert again.version == "same.2"
     assert redis.Redis.from_url(redis_url).get(Keys().current) == b"same.2"
     assert parquet_lists(spark, tmp_path, "same")[1][0] == 101
+
+
+def test_bundled_sample_every_user_gets_n_unseen_and_redis_matches_parquet(
+    spark, redis_url, tmp_path
+):
+    manifest = run_job(
+        build_config(
+            {
+                "data": str(SAMPLE),
+                "out": str(tmp_path),
+                "redis_url": redis_url,
+                "run_id": "ml",
+                "top_n": 10,
+            },
+            {},
+        ),
+        spark=spark,
+    )
+
+    assert manifest.quality["beats_popularity"]
+    assert manifest.quality["model"]["recall"] > manifest.quality["popularity"]["recall"]
+    seen = spark.read.parquet(f"{tmp_path}/runs/ml/interactions").select("user_id", "item_id")
+    recs = spark.read.parquet(f"{tmp_path}/runs/ml/recommendations")
+    assert recs.join(seen, ["user_id", "item_id"]).count() == 0
+    per_user = {r.user_id: r["count"] for r in recs.groupBy("user_id").count().collect()}
+    assert len(per_user) == 610 and set(per_user.values()) == {10}
+    store = ListStore(redis.Redis.from_url(redis_url))
+    lists = parquet_lists(spark, tmp_path, "ml")
+    for user in lists:
+        assert [e.item_id for e in store.user_list("ml", user)] == lists[user]
