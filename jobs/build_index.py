@@ -12,7 +12,7 @@ import pandas as pd
 
 from jobs.context import Context, Stage, StageResult
 from jobs.errors import StageError
-from jobs.scann_index import similar_items, write_index
+from jobs.scann_index import build_searcher, similar_items, write_index
 from schemas.tables import ITEM_EMBEDDINGS, ITEM_FACTORS, SIMILAR_ITEMS
 
 INDEX_DIR = "index"
@@ -48,11 +48,17 @@ def load_vectors(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def run(ctx: Context) -> StageResult:
     """Write the index and the similar-items table."""
     item_ids, text, cf = load_vectors(ctx)
+    searcher = build_searcher(text)  # one build serves the index files and similar items
     manifest = write_index(
-        ctx.run.path(INDEX_DIR), text, list(item_ids), ctx.config.encoder, ctx.run.run_id
+        ctx.run.path(INDEX_DIR),
+        text,
+        list(item_ids),
+        ctx.config.encoder,
+        ctx.run.run_id,
+        searcher=searcher,
     )
     rows, scores = similar_items(
-        text, cf, ctx.config.similar_n, cf_weight=ctx.config.similar_cf_weight
+        text, cf, ctx.config.similar_n, cf_weight=ctx.config.similar_cf_weight, searcher=searcher
     )
     table = similar_table(item_ids, rows, scores)
     schema = SIMILAR_ITEMS.ddl(ctx.id_types["user_id"], ctx.id_types["item_id"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -18,16 +19,23 @@ from pyspark.sql import functions as F
 from jobs.context import Context, Stage, StageResult
 from jobs.run_store import RunDir, latest_published
 from schemas.tables import ITEM_EMBEDDINGS, ITEMS
-from schemas.text import EncoderSpec, encode_texts
+from schemas.text import EncoderSpec, encode_texts, pick_device
 
 log = logging.getLogger(__name__)
 
 
 def encoder_partitions(spec: EncoderSpec, default_parallelism: int) -> int:
-    """One partition per GPU worker, else one per core so every core encodes."""
+    """One partition for a GPU (one model on the card), else one per core so all encode."""
     if spec.device == "cuda":
         return 1
     return max(1, default_parallelism)
+
+
+def resolve_device(spec: EncoderSpec, master: str) -> EncoderSpec:
+    """Pick cuda or cpu on the driver when it runs the workers too (local mode)."""
+    if spec.device or not master.startswith("local"):
+        return spec  # on a cluster each executor picks for itself
+    return replace(spec, device=pick_device(None))
 
 
 def encode_partitions(spec: EncoderSpec, threads: int):
@@ -87,6 +95,7 @@ def run(ctx: Context) -> StageResult:
     to_encode = todo.count()
     result = reused
     if to_encode or reused is None:
+        spec = resolve_device(spec, ctx.config.spark_master)
         parallel = encoder_partitions(spec, ctx.spark.sparkContext.defaultParallelism)
         threads = max(1, (os.cpu_count() or 1) // parallel)
         encoded = (
@@ -98,6 +107,7 @@ def run(ctx: Context) -> StageResult:
     ctx.write(result, ITEM_EMBEDDINGS)
     total = ctx.read(ITEM_EMBEDDINGS).count()
     ctx.manifest.counts.update(items_encoded=to_encode, items_reused=total - to_encode)
+    ctx.manifest.params["encoder"] = {"name": spec.name, "device": spec.device or "auto"}
     return StageResult(total, f"{to_encode} encoded, {total - to_encode} reused ({spec.name})")
 
 

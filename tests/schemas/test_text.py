@@ -50,3 +50,16 @@ def test_bundled_encoder_gives_unit_vectors_and_sensible_neighbours():
     assert vectors.dtype == np.float32 and vectors.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
     assert vectors[2] @ vectors[0] > vectors[2] @ vectors[1]
+
+
+@pytest.mark.gpu
+def test_cuda_encoding_agrees_with_cpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    texts = ["Dawn of the Dead Horror", "Toy Story Animation Children Comedy"]
+
+    on_gpu = encode_texts(EncoderSpec(device="cuda"), texts)
+    on_cpu = encode_texts(EncoderSpec(device="cpu"), texts)
+
+    np.testing.assert_allclose((on_gpu * on_cpu).sum(axis=1), 1.0, atol=1e-3)
