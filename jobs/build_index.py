@@ -12,7 +12,8 @@ import pandas as pd
 
 from jobs.context import Context, Stage, StageResult
 from jobs.errors import StageError
-from jobs.scann_index import build_searcher, similar_items, write_index
+from jobs.scann_index import build_searcher, write_index
+from jobs.similar_items import similar_items
 from schemas.tables import ITEM_EMBEDDINGS, ITEM_FACTORS, SIMILAR_ITEMS
 
 INDEX_DIR = "index"

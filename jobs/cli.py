@@ -2,6 +2,8 @@
 
     nightrec run [--data DIR | --interactions URI --items URI] [--out DIR] [--redis-url URL]
                  [--top-n N] [--run-id ID] [--stages LIST] [--config FILE]
+    nightrec serve [--out DIR] [--redis-url URL] [--host HOST] [--port PORT]
+                   [--workers W] [--threads T]
 
 Heavy imports (pyspark, TensorFlow) happen only once a command runs.
 """
@@ -12,6 +14,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 # Library noise that no user asked for; set before TensorFlow or the hub client is imported.
 QUIET_ENV = {
@@ -40,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stages", help="comma-separated subset of stages, in order")
     run.add_argument("--spark-master", dest="spark_master", help="Spark master (local[*])")
     run.add_argument("--config", help="TOML file of settings (see README)")
+    serve = commands.add_parser("serve", help="serve the API (gunicorn) from Redis and --out")
+    from serving.cli import add_arguments  # light: the app itself is imported by the workers
+
+    add_arguments(serve)
     return parser
 
 
@@ -50,14 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault(name, value)
     if args.command == "run":
         return _run(args)
+    if args.command == "serve":
+        from serving.cli import serve_main
+
+        rest = list(sys.argv[1:] if argv is None else argv)
+        return serve_main(rest[rest.index("serve") + 1 :])
     return 2
 
 
 def _run(args: argparse.Namespace) -> int:
     from jobs.config import build_config
     from jobs.errors import JobError
-    from jobs.pipeline import RunFailed, run_job
-    from jobs.summary import summary
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     try:
@@ -65,8 +75,12 @@ def _run(args: argparse.Namespace) -> int:
     except JobError as exc:
         print(f"nightrec: {exc}", file=sys.stderr)
         return 2
+    spark = _start_spark(config)
+    from jobs.pipeline import RunFailed, run_job  # TensorFlow and ScaNN load while Spark starts
+    from jobs.summary import summary
+
     try:
-        manifest = run_job(config)
+        manifest = run_job(config, spark=spark)
     except RunFailed as exc:
         print(f"nightrec: run {exc.manifest.run_id} failed: {exc}", file=sys.stderr)
         return 1
@@ -75,6 +89,16 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     print(summary(manifest, config))
     return 0
+
+
+def _start_spark(config) -> Future:
+    """Start the SparkSession in a thread: the JVM boots while the main thread imports."""
+    from jobs.spark import build_session
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-start")
+    future = pool.submit(build_session, config)
+    pool.shutdown(wait=False)
+    return future
 
 
 if __name__ == "__main__":

@@ -107,9 +107,15 @@ def _require_columns(df: DataFrame, source: Source, delimiter: str) -> None:
 def resolve_id_types(
     config: JobConfig, raw_inter: DataFrame, raw_items: DataFrame, inter: Source, items: Source
 ) -> dict[str, str]:
-    """Decide each id's type: as configured, or integer when nearly all values are integers."""
-    if config.id_type != "auto":
-        kind = V.INT_ID if config.id_type == "int" else V.STRING_ID
+    """Decide each id's type: as configured, or integer when nearly all values are integers.
+
+    MovieLens ids are integers by definition, so `--data` skips the scan that `auto` costs.
+    """
+    id_type = config.id_type
+    if id_type == "auto" and not config.interactions:
+        id_type = "int"
+    if id_type != "auto":
+        kind = V.INT_ID if id_type == "int" else V.STRING_ID
         return {"user_id": kind, "item_id": kind}
     floor = 1.0 - config.max_reject_fraction
     ic, tc = inter.columns, items.columns
@@ -129,6 +135,17 @@ def _item_text(title: pd.Series, genres: pd.Series) -> pd.DataFrame:
     return pd.DataFrame({"text": texts, "hash": [text_hash(t) for t in texts]})
 
 
+@dataclass(frozen=True)
+class Ingested:
+    """The clean tables to write, and every input row with its verdict (for counting)."""
+
+    interactions: DataFrame
+    items: DataFrame
+    quarantine: DataFrame
+    checked_interactions: DataFrame
+    checked_items: DataFrame
+
+
 def transform(
     raw_inter: DataFrame,
     raw_items: DataFrame,
@@ -136,26 +153,24 @@ def transform(
     items: Source,
     id_types: dict[str, str],
     ts_unit: str,
-) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame, DataFrame]:
-    """Validate and dedupe; return (interactions, items, quarantine, checked rows of both)."""
+) -> Ingested:
+    """Validate both inputs, reject interactions on unknown items, collapse duplicates."""
     checked_items = V.validate_items(raw_items, items.columns, id_types["item_id"])
     good_items = V.latest(checked_items, ["item_id"], [])
     checked_inter = V.validate_interactions(raw_inter, inter.columns, id_types, ts_unit)
     checked_inter = V.reject_unknown_items(checked_inter, good_items)
     good_inter = V.latest(checked_inter, ["user_id", "item_id"], ["timestamp"])
     text = _item_text(F.col("title"), F.col("genres"))
-    items_out = good_items.select(
-        "item_id", "title", text["text"].alias("text"), text["hash"].alias("text_hash")
-    )
-    quarantine = V.quarantined(checked_inter, "interactions").unionByName(
-        V.quarantined(checked_items, "items")
-    )
-    return (
-        good_inter.select(*INTERACTIONS.column_names),
-        items_out,
-        quarantine,
-        checked_inter,
-        checked_items,
+    return Ingested(
+        interactions=good_inter.select(*INTERACTIONS.column_names),
+        items=good_items.select(
+            "item_id", "title", text["text"].alias("text"), text["hash"].alias("text_hash")
+        ),
+        quarantine=V.quarantined(checked_inter, "interactions").unionByName(
+            V.quarantined(checked_items, "items")
+        ),
+        checked_interactions=checked_inter,
+        checked_items=checked_items,
     )
 
 
@@ -167,19 +182,18 @@ def run(ctx: Context) -> StageResult:
     raw_items = read_raw(ctx.spark, items, config.csv_delimiter)
     ctx.manifest.id_types = resolve_id_types(config, raw_inter, raw_items, inter, items)
     ctx.manifest.inputs = {"interactions": inter.uri, "items": items.uri}
-    good_inter, good_items, quarantine, checked_inter, checked_items = transform(
-        raw_inter, raw_items, inter, items, ctx.id_types, config.timestamp_unit
-    )
-    checked_inter.persist(StorageLevel.MEMORY_AND_DISK)
-    checked_items.persist(StorageLevel.MEMORY_AND_DISK)
+    out = transform(raw_inter, raw_items, inter, items, ctx.id_types, config.timestamp_unit)
+    checked = (out.checked_interactions, out.checked_items)
+    for df in checked:  # counted and written from: read the inputs once
+        df.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        ctx.write(quarantine, QUARANTINE)
-        rejected = _rejections(ctx, checked_inter, checked_items)
-        ctx.write(good_items, ITEMS)
-        ctx.write(good_inter, INTERACTIONS)
+        ctx.write(out.quarantine, QUARANTINE)
+        rejected = _rejections(ctx, *checked)
+        ctx.write(out.items, ITEMS)
+        ctx.write(out.interactions, INTERACTIONS)
     finally:
-        checked_inter.unpersist()
-        checked_items.unpersist()
+        for df in checked:
+            df.unpersist()
     counts = {t.name: ctx.read(t).count() for t in (INTERACTIONS, ITEMS)}
     ctx.manifest.counts.update(counts)
     ctx.manifest.counts["users"] = ctx.read(INTERACTIONS).select("user_id").distinct().count()

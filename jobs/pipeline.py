@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -68,7 +69,7 @@ def start_manifest(run: RunDir, config: JobConfig) -> RunManifest:
 
 def run_job(
     config: JobConfig,
-    spark: SparkSession | None = None,
+    spark: SparkSession | Future | None = None,
     redis_url: str | None = None,
     progress: TextIO = sys.stdout,
 ) -> RunManifest:
@@ -87,6 +88,9 @@ def run_job(
             from jobs.spark import build_session
 
             spark = build_session(config)
+        elif isinstance(spark, Future):  # started in the background by the CLI
+            stage_name = "spark"
+            spark = spark.result()
         ctx = Context(config, spark, run, manifest, redis_url or config.redis_url)
         if ctx.redis_url:
             manifest.params["redis_url"] = redact_url(ctx.redis_url)

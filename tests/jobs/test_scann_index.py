@@ -15,9 +15,9 @@ from jobs.scann_index import (
     build_searcher,
     choose_config,
     search_rows,
-    similar_items,
     write_index,
 )
+from jobs.similar_items import similar_items
 from schemas.manifest import (
     INDEX_EMBEDDINGS,
     INDEX_ITEM_IDS,
@@ -143,7 +143,8 @@ def test_default_tree_searcher_keeps_recall_above_095():
 
 def test_small_tree_searcher_builds_and_finds_each_item_itself():
     x = clustered_rows(500, 16, seed=4)
-    searcher = build_searcher(x, config=SearcherConfig(TREE_AH, 22, 6, 50))
+    # Every leaf searched: tree training is not deterministic, the assertions below must be.
+    searcher = build_searcher(x, config=SearcherConfig(TREE_AH, 22, 22, 50))
     rows, scores = search_rows(searcher, x[:40], 5)
     np.testing.assert_array_equal(rows[:, 0], np.arange(40))
     assert recall_at(rows, x[:40], x, 5) >= 0.9
