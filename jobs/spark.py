@@ -6,6 +6,10 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from pathlib import Path
+
+LOG4J = Path(__file__).with_name("log4j2.properties")
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -20,6 +24,8 @@ def build_session(config: JobConfig, app_name: str = "nightrec") -> SparkSession
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if config.spark_master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no warning about the hostname
     from pyspark.sql import SparkSession
 
     cores = os.cpu_count() or 2
@@ -35,7 +41,7 @@ def build_session(config: JobConfig, app_name: str = "nightrec") -> SparkSession
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.python.worker.reuse", "true")
-        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=ERROR")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J}")
     )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("INFO" if config.verbose else "ERROR")
