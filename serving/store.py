@@ -39,11 +39,16 @@ class Entry:
 
 
 class ListStore:
-    """Reads the lists of the published versions through one Redis client."""
+    """Reads the lists of the published versions through one Redis client.
 
-    def __init__(self, client: redis.Redis, keys: Keys | None = None):
+    The catalogues of the `keep_catalogues` versions read last stay in memory, so requests
+    still answering from the previous version during a switch do not read it again.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys | None = None, keep_catalogues: int = 3):
         self.client = client
         self.keys = keys or Keys()
+        self.keep_catalogues = max(1, keep_catalogues)
         self._catalogues: dict[str, Catalogue] = {}
 
     def _get(self, key: str) -> bytes | None:
@@ -65,26 +70,40 @@ class ListStore:
             value = self._get(self.keys.items(version))
             if value is None:
                 raise LookupError(f"version {version} has no catalogue in Redis")
-            self._catalogues = {version: Catalogue.from_json(version, value)}
+            kept = list(self._catalogues.items())
+            kept = kept[max(0, len(kept) - self.keep_catalogues + 1) :]
+            self._catalogues = {**dict(kept), version: Catalogue.from_json(version, value)}
         return self._catalogues[version]
 
-    def decode(self, version: str, value: bytes) -> list[Entry]:
-        """Decode a packed list of `version` into entries with ids and titles."""
+    def decode(self, version: str, value: bytes, limit: int | None = None) -> list[Entry]:
+        """Decode a packed list of `version` into entries with ids and titles.
+
+        Args:
+            version: the version the list belongs to (its catalogue names the items).
+            value: the packed bytes.
+            limit: decode only the first `limit` entries (None: all).
+        """
         cat = self.catalogue(version)
         indices, scores = unpack_list(value)
         return [
             Entry(cat.item_ids[i], float(s), cat.titles[i])
-            for i, s in zip(indices.tolist(), scores.tolist(), strict=True)
+            for i, s in zip(indices[:limit].tolist(), scores[:limit].tolist(), strict=True)
         ]
 
-    def user_list(self, version: str, user_id: object) -> list[Entry] | None:
-        """Return a user's list in `version`, or None when the user has none."""
+    def user_list(
+        self, version: str, user_id: object, limit: int | None = None
+    ) -> list[Entry] | None:
+        """Return a user's list in `version` (its first `limit` entries), or None when the
+        user has none."""
         value = self._get(self.keys.user(version, user_id))
-        return None if value is None else self.decode(version, value)
+        return None if value is None else self.decode(version, value, limit)
 
-    def similar_list(self, version: str, item_id: object) -> list[Entry] | None:
+    def similar_list(
+        self, version: str, item_id: object, limit: int | None = None
+    ) -> list[Entry] | None:
+        """Return an item's similar list in `version` (its first `limit` entries), or None."""
         value = self._get(self.keys.similar(version, item_id))
-        return None if value is None else self.decode(version, value)
+        return None if value is None else self.decode(version, value, limit)
 
     def popular_list(self, version: str) -> list[Entry]:
         value = self._get(self.keys.popular(version))

@@ -1,0 +1,157 @@
+"""The API's JSON bodies as dataclasses: the routes build them, `serving.openapi` derives the
+OpenAPI schemas from their type hints, so the document cannot drift from the answers.
+
+Ids keep the type the job gave them (int ids are JSON numbers, string ids strings). Field
+order is the order of the JSON keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+ItemId = int | str
+
+
+@dataclass(frozen=True)
+class Item:
+    """One recommended item: its id, its score in the list, and its title."""
+
+    item_id: ItemId
+    score: float
+    title: str
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """A user's list; users the model does not know get the popular list."""
+
+    user_id: ItemId
+    version: str
+    generated_at: str
+    source: Literal["personal", "popular"]
+    items: list[Item]
+
+
+@dataclass(frozen=True)
+class SimilarItems:
+    """The items most like one item (text and CF), best first."""
+
+    item_id: ItemId
+    version: str
+    items: list[Item]
+
+
+@dataclass(frozen=True)
+class SearchItem:
+    """One search hit with the parts of its score.
+
+    `query_score` is the cosine between the query and the item text; `cf_score` is the
+    user's CF score min-max normalised over the candidates (null without a known user);
+    `score` is query_score * ((1 - w) + w * cf_score), or query_score alone.
+    """
+
+    item_id: ItemId
+    title: str
+    score: float
+    query_score: float
+    cf_score: float | None
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    """Items whose text matches the query, re-ranked for the user when one is known."""
+
+    query: str
+    user_id: ItemId | None
+    version: str
+    ranking: Literal["semantic", "personal"]
+    items: list[SearchItem]
+
+
+@dataclass(frozen=True)
+class HistoryRequest:
+    """What an anonymous visitor has seen: item ids, most relevant first or in any order."""
+
+    item_ids: list[ItemId]
+    n: int = 10
+
+
+@dataclass(frozen=True)
+class HistoryRecommendations:
+    """Items near the mean text embedding of the seen items, the seen items removed.
+
+    With no known item among the seen ones, the popular list (`"source": "popular"`).
+    """
+
+    version: str
+    source: Literal["history", "popular"]
+    items: list[Item]
+    unknown_item_ids: list[ItemId]
+
+
+@dataclass(frozen=True)
+class Health:
+    """The process is up."""
+
+    status: Literal["ok"]
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether this worker can answer: Redis answers and its version's index is loaded.
+
+    `stale` is true when the published version could not be loaded and an older one is
+    served; `reason` says why the worker is not ready or stale.
+    """
+
+    ready: bool
+    redis: bool
+    serving_version: str | None
+    published_version: str | None
+    index_items: int | None
+    stale: bool
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """What went wrong: a stable code and a message for people."""
+
+    code: str
+    message: str
+    parameter: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorBody:
+    """Every error answer."""
+
+    error: ErrorDetail
+
+
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
+def plain(value: Any) -> Any:
+    """Return a model as plain JSON values (dicts in field order, lists, scalars).
+
+    `dataclasses.asdict` does the same but deep-copies every leaf; this is the hot path of
+    every answer, so scalars are passed through without a call.
+    """
+    kind = type(value)
+    if kind is list:
+        return [v if type(v) in _SCALARS else plain(v) for v in value]
+    if kind not in _FIELDS:
+        is_model = dataclasses.is_dataclass(kind)
+        _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind)) if is_model else None
+    names = _FIELDS[kind]
+    if names is None:
+        return value
+    out = {}
+    for name in names:
+        field = getattr(value, name)
+        out[name] = field if type(field) in _SCALARS else plain(field)
+    return out

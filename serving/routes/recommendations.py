@@ -1,0 +1,119 @@
+"""Recommendations: a user's precomputed list, and a list from an anonymous visitor's history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import islice
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, Response, jsonify, request
+
+from serving.app import current_search, current_version, services
+from serving.errors import bad_parameter
+from serving.models import HistoryRecommendations, HistoryRequest, Item, Recommendations, plain
+from serving.openapi import operation
+from serving.params import IdListParam, IntParam, check_id, check_int
+from serving.ranking import candidates, history_vector
+from serving.store import Entry
+
+bp = Blueprint("recommendations", __name__)
+
+N = IntParam("n", "how many items to return", 10, 1, lambda c: c.max_n)
+EXCLUDE = IdListParam(
+    "exclude",
+    "comma-separated item ids to leave out (those the page already shows); the list is "
+    "filled up from further down so that n items still come back when enough exist",
+    lambda c: c.max_exclude,
+)
+
+
+@bp.get("/v1/users/<user_id>/recommendations")
+@operation(
+    query=(N, EXCLUDE),
+    path={"user_id": "the user's id as the job saw it (int ids in decimal)"},
+    response=Recommendations,
+    errors=(400, 503),
+    tag="recommendations",
+)
+def user_recommendations(user_id: str, n: int, exclude: frozenset[str]) -> Response:
+    """Return the user's precomputed top-n list, or the popular list for an unknown user.
+
+    One Redis GET per request: the version pointer is cached for about a second and titles
+    come from the version's catalogue in memory. The user's seen items are not in the list.
+    """
+    check_id("user_id", user_id)
+    version = current_version()
+    entries = services().store.user_list(version.name, user_id, n + len(exclude))
+    source = "personal"
+    if entries is None:
+        entries, source = version.popular, "popular"
+    body = Recommendations(
+        user_id=version.typed_user_id(user_id),
+        version=version.name,
+        generated_at=version.generated_at,
+        source=source,  # type: ignore[arg-type]
+        items=pick(entries, n, exclude),
+    )
+    return jsonify(plain(body))
+
+
+def pick(entries: Iterable[Entry], n: int, exclude: frozenset[str]) -> list[Item]:
+    """Return the first n entries whose id is not excluded, as response items."""
+    kept = (e for e in entries if not exclude or str(e.item_id) not in exclude)
+    return [Item(e.item_id, round(e.score, 6), e.title) for e in islice(kept, n)]
+
+
+@bp.post("/v1/recommendations")
+@operation(
+    body=HistoryRequest, response=HistoryRecommendations, errors=(400, 503), tag="recommendations"
+)
+def history_recommendations() -> Response:
+    """Recommend from what an anonymous visitor has seen (cold start).
+
+    The items nearest the mean text embedding of the seen items, those items removed; the
+    score is the cosine to that mean. Ids the version does not know are ignored and listed
+    in `unknown_item_ids`; when none is known the answer is the popular list.
+    """
+    wanted = read_history(request.get_json(force=True, silent=True))
+    version = current_version()
+    assets = current_search(version)
+    rows: list[int] = []
+    unknown: list[int | str] = []
+    for item_id in wanted.item_ids:
+        row = assets.index.row_of(item_id)
+        if row is None:
+            unknown.append(item_id)
+        else:
+            rows.append(row)
+    if not rows:
+        seen = {str(i) for i in wanted.item_ids}
+        items = pick(version.popular, wanted.n, frozenset(seen))
+        body = HistoryRecommendations(version.name, "popular", items, unknown)
+        return jsonify(plain(body))
+    seen_rows = np.unique(np.asarray(rows, dtype=np.int64))
+    found, scores = candidates(assets, history_vector(assets, seen_rows), wanted.n, seen_rows)
+    items = [
+        Item(assets.index.item_ids[r], round(float(s), 6), assets.titles[r])
+        for r, s in zip(found.tolist(), scores.tolist(), strict=True)
+    ]
+    return jsonify(plain(HistoryRecommendations(version.name, "history", items, unknown)))
+
+
+def read_history(body: Any) -> HistoryRequest:
+    """Check a history body: {"item_ids": [ids...], "n": 10}; raise 400 saying what is wrong."""
+    config = services().config
+    if not isinstance(body, dict):
+        raise bad_parameter("body", 'must be a JSON object such as {"item_ids": [1, 2], "n": 10}')
+    ids = body.get("item_ids")
+    if not isinstance(ids, list) or not ids:
+        raise bad_parameter("item_ids", "must be a non-empty list of item ids")
+    if len(ids) > config.max_exclude:
+        raise bad_parameter("item_ids", f"lists {len(ids)} ids; at most {config.max_exclude}")
+    for item_id in ids:
+        if isinstance(item_id, bool) or not isinstance(item_id, int | str):
+            raise bad_parameter("item_ids", f"ids must be integers or strings (got {item_id!r})")
+        if isinstance(item_id, str):
+            check_id("item_ids", item_id)
+    n = check_int("n", body.get("n", N.default), N.minimum, config.max_n)
+    return HistoryRequest(item_ids=ids, n=n)

@@ -1,0 +1,284 @@
+"""Published versions as one worker holds them, and the switch from one to the next.
+
+A `Version` is everything a request needs that does not change within a version: its meta,
+catalogue, popular list and search assets. A request takes one `Version` object at its start
+and uses it to the end, so an answer never mixes two versions.
+
+The `VersionManager` trusts the pointer it read for `check_seconds`; after that the next
+request reads it again (one Redis GET per worker per interval). A new pointer is loaded in a
+background thread while the old version keeps answering; the switch is one reference
+assignment. If the new version cannot be loaded completely the worker keeps the old one,
+reports it (`status()`, /readyz, /metrics) and retries after `retry_seconds`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from schemas.text import EncoderSpec
+from serving.assets import SearchAssets, find_run_dir, load_assets
+from serving.errors import unavailable
+from serving.query_encoder import QueryEncoder
+from serving.store import Catalogue, Entry, ListStore
+
+log = logging.getLogger("nightrec.serving")
+INT_TYPES = ("bigint", "int", "long", "integer")
+MAX_FAILED = 16
+
+
+class VersionLoadError(RuntimeError):
+    """A published version cannot be read from Redis."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """One published version as this worker serves it.
+
+    Attributes:
+        name: the version id (the Redis pointer's value).
+        meta: the version's meta JSON (run_id, generated_at, encoder, index_dir, ...).
+        catalogue: item ids and titles in catalogue order.
+        item_rows: catalogue index by the string form of each item id.
+        popular: the popular list, decoded once.
+        search: the index and what re-ranks it; None when they could not be loaded.
+        search_error: why `search` is None.
+    """
+
+    name: str
+    meta: dict[str, Any]
+    catalogue: Catalogue
+    item_rows: dict[str, int]
+    popular: list[Entry]
+    search: SearchAssets | None = None
+    search_error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.search is not None
+
+    @property
+    def generated_at(self) -> str:
+        return str(self.meta.get("generated_at", ""))
+
+    def typed_user_id(self, user_id: str) -> int | str:
+        """Return a user id from a URL as the job typed it (int ids as ints)."""
+        return _typed(user_id, self.meta.get("id_types", {}).get("user_id"))
+
+    def typed_item_id(self, item_id: str) -> int | str:
+        """Return an item id from a URL as the job typed it (int ids as ints)."""
+        return _typed(item_id, self.meta.get("id_types", {}).get("item_id"))
+
+
+def _typed(value: str, spark_type: str | None) -> int | str:
+    if spark_type in INT_TYPES and value.lstrip("-").isdigit() and value.isascii():
+        number = int(value)
+        if str(number) == value:
+            return number
+    return value
+
+
+def load_version(
+    name: str, store: ListStore, out: Path, encoder: QueryEncoder, encoder_name: str | None
+) -> Version:
+    """Read a version's Redis parts, then its search assets (failures there are recorded).
+
+    Raises:
+        VersionLoadError: the version has no meta or catalogue in Redis.
+        redis.RedisError: Redis failed.
+    """
+    meta = store.meta(name)
+    if not meta:
+        raise VersionLoadError(f"version {name} has no meta in Redis (removed or not written)")
+    try:
+        catalogue = store.catalogue(name)
+    except LookupError as exc:
+        raise VersionLoadError(str(exc)) from None
+    item_rows = {str(item_id): i for i, item_id in enumerate(catalogue.item_ids)}
+    base = Version(name, meta, catalogue, item_rows, store.popular_list(name))
+    spec = EncoderSpec(name=encoder_name or str(meta.get("encoder") or ""), batch_size=1)
+    try:
+        assets = _load_search(meta, out, catalogue, spec, encoder)
+    except Exception as exc:  # any failure leaves the lists servable; the reason is reported
+        log.exception("version %s: search index not loaded", name)
+        return _replace(base, search_error=f"{type(exc).__name__}: {exc}")
+    return _replace(base, search=assets)
+
+
+def _load_search(
+    meta: dict[str, Any], out: Path, catalogue: Catalogue, spec: EncoderSpec, enc: QueryEncoder
+) -> SearchAssets:
+    if not spec.name:
+        raise VersionLoadError("the version's meta names no encoder; set NIGHTREC_ENCODER")
+    assets = load_assets(find_run_dir(meta, out), catalogue, spec)
+    width = enc.warm(spec)
+    if width != assets.index.manifest.dim:
+        raise VersionLoadError(
+            f"encoder {spec.name} gives {width}-d vectors but the index holds "
+            f"{assets.index.manifest.dim}-d ones (built with {assets.index.manifest.encoder})"
+        )
+    return assets
+
+
+def _replace(version: Version, **changes: Any) -> Version:
+    values = {k: getattr(version, k) for k in Version.__dataclass_fields__}
+    return Version(**{**values, **changes})
+
+
+@dataclass
+class VersionStatus:
+    """What a worker knows about versions, for /readyz and /metrics."""
+
+    serving: Version | None = None
+    published: str | None = None
+    redis_ok: bool = False
+    redis_error: str | None = None
+    loading: str | None = None
+    failed: dict[str, tuple[float, str]] = field(default_factory=dict)
+
+    @property
+    def stale(self) -> bool:
+        """True when the published version is not the one served completely."""
+        serving = self.serving
+        return bool(self.published) and (
+            serving is None or serving.name != self.published or not serving.complete
+        )
+
+    def reason(self) -> str | None:
+        """Say why the worker is not serving the published version completely, if it is not."""
+        if not self.redis_ok:
+            return f"Redis does not answer ({self.redis_error})"
+        if self.published is None and self.serving is None:
+            return "no version published yet (run the job)"
+        if self.loading:
+            return f"loading version {self.loading}"
+        name = self.published or ""
+        if name in self.failed:
+            return f"version {name} could not be loaded: {self.failed[name][1]}"
+        if self.serving is not None and not self.serving.complete:
+            return f"version {self.serving.name}: {self.serving.search_error}"
+        return None
+
+
+class VersionManager:
+    """Holds the version this worker serves and follows the Redis pointer.
+
+    Args:
+        store: reads the pointer.
+        loader: builds a `Version` from its name (see `load_version`).
+        check_seconds: how long a pointer read is trusted.
+        retry_seconds: how long after a failed load the same version is tried again.
+        background: load new versions in a thread (False: within the request; tests).
+        on_change: called with the status after every load attempt and pointer change.
+    """
+
+    def __init__(
+        self,
+        store: ListStore,
+        loader: Callable[[str], Version],
+        check_seconds: float = 1.0,
+        retry_seconds: float = 10.0,
+        background: bool = True,
+        on_change: Callable[[VersionStatus], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.loader = loader
+        self.check_seconds = check_seconds
+        self.retry_seconds = retry_seconds
+        self.background = background
+        self.on_change = on_change
+        self.status = VersionStatus()
+        self._next_check = 0.0
+        self._check_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+
+    def current(self) -> Version:
+        """Return the version to answer from (checking the pointer when due), or raise 503."""
+        if time.monotonic() >= self._next_check:
+            self.check()
+        version = self.status.serving
+        if version is None:
+            raise unavailable(f"no version loaded: {self.status.reason() or 'starting'}")
+        return version
+
+    def check(self, wait: bool = False) -> None:
+        """Read the pointer now and start loading a version that is due.
+
+        Args:
+            wait: load in this thread and return once done (start-up, tests).
+        """
+        if not self._check_lock.acquire(blocking=wait):
+            return  # another thread is checking right now
+        try:
+            self._next_check = time.monotonic() + self.check_seconds
+            name = self._read_pointer()
+            if name is not None and self._due(name):
+                self._start_load(name, wait)
+        finally:
+            self._check_lock.release()
+
+    def _read_pointer(self) -> str | None:
+        status = self.status
+        try:
+            name = self.store.current_version()
+        except redis.RedisError as exc:
+            status.redis_ok, status.redis_error = False, f"{type(exc).__name__}: {exc}"
+            self._notify()
+            return None
+        changed = not status.redis_ok or name != status.published
+        status.redis_ok, status.redis_error, status.published = True, None, name
+        if changed:
+            self._notify()
+        return name
+
+    def _due(self, name: str) -> bool:
+        serving, status = self.status.serving, self.status
+        if status.loading or (serving is not None and serving.name == name and serving.complete):
+            return False
+        failed = status.failed.get(name)
+        return failed is None or time.monotonic() - failed[0] >= self.retry_seconds
+
+    def _start_load(self, name: str, wait: bool) -> None:
+        self.status.loading = name
+        if wait or not self.background:
+            self._load(name)
+        else:
+            thread = threading.Thread(target=self._load, args=(name,), daemon=True)
+            thread.name = f"nightrec-load-{name}"
+            thread.start()
+
+    def _load(self, name: str) -> None:
+        with self._load_lock:
+            try:
+                version = self.loader(name)
+            except Exception as exc:  # a failed load must never take the worker down
+                log.warning("version %s not loaded: %s: %s", name, type(exc).__name__, exc)
+                self._finish(name, None, f"{type(exc).__name__}: {exc}")
+                return
+            self._finish(name, version, version.search_error)
+
+    def _finish(self, name: str, version: Version | None, error: str | None) -> None:
+        status = self.status
+        serving = status.serving
+        if version is not None and (version.complete or serving is None or not serving.complete):
+            status.serving = version  # the switch: one reference assignment
+            log.info("serving version %s (search %s)", name, "on" if version.complete else "off")
+        if error:
+            status.failed[name] = (time.monotonic(), error)
+            while len(status.failed) > MAX_FAILED:  # keep the record bounded
+                status.failed.pop(next(iter(status.failed)))
+        else:
+            status.failed.pop(name, None)
+        status.loading = None
+        self._notify()
+
+    def _notify(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.status)
