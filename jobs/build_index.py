@@ -34,9 +34,8 @@ def similar_table(item_ids: np.ndarray, rows: np.ndarray, scores: np.ndarray) ->
 
 def load_vectors(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return item ids (catalogue order), text embeddings and CF factors without the bias."""
-    embeddings = ctx.read(ITEM_EMBEDDINGS).select("item_id", "embedding")
-    factors = ctx.read(ITEM_FACTORS)
-    frame = embeddings.join(factors, "item_id", "left").orderBy("item_id").toPandas()
+    embeddings = ctx.collect(ITEM_EMBEDDINGS, "item_id", "embedding", order_by="item_id")
+    frame = embeddings.merge(ctx.collect(ITEM_FACTORS), on="item_id", how="left")
     if frame.empty:
         raise StageError("item_embeddings is empty: nothing to index")
     if frame["factors"].isna().any():

@@ -106,6 +106,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("spark_master", str, "Spark master URL"),
     Setting("spark_driver_memory", str, "Spark driver memory"),
     Setting("spark_partitions", int, "shuffle partitions (0 = 2 x cores)"),
+    Setting("spark_class_cache", str, "local mode: JVM class archive directory ('' = off)"),
     Setting("score_block_users", int, "users per scoring block", _positive),
     Setting("encoder", str, "sentence-transformers model name or path"),
     Setting("encoder_device", str, "cuda or cpu (default: cuda when present)"),
@@ -154,6 +155,7 @@ class JobConfig:
     spark_master: str = "local[*]"
     spark_driver_memory: str = "4g"
     spark_partitions: int = 0
+    spark_class_cache: str = "~/.cache/nightrec"
     score_block_users: int = 4096
     encoder: str = DEFAULT_ENCODER
     encoder_device: str | None = None

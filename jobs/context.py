@@ -12,6 +12,7 @@ from schemas.manifest import RunManifest
 from schemas.tables import Table
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
 
@@ -43,6 +44,17 @@ class Context:
 
     def write(self, df: DataFrame, table: Table) -> None:
         self.run.write_table(df, table, self.id_types)
+
+    def collect(self, table: Table, *columns: str, order_by: str | None = None) -> pd.DataFrame:
+        """Bring a small table to the driver, sorted there (no Spark shuffle for the order).
+
+        Item tables sorted by item_id give the catalogue order every stage indexes items by.
+        """
+        df = self.read(table)
+        frame = (df.select(*columns) if columns else df).toPandas()
+        if order_by is None:
+            return frame
+        return frame.sort_values(order_by, kind="stable", ignore_index=True)
 
 
 @dataclass(frozen=True)

@@ -194,9 +194,9 @@ def run(ctx: Context) -> StageResult:
     finally:
         for df in checked:
             df.unpersist()
-    counts = {t.name: ctx.read(t).count() for t in (INTERACTIONS, ITEMS)}
+    totals = ctx.read(INTERACTIONS).agg(F.count("*"), F.countDistinct("user_id")).first()
+    counts = {"interactions": totals[0], "users": totals[1], "items": ctx.read(ITEMS).count()}
     ctx.manifest.counts.update(counts)
-    ctx.manifest.counts["users"] = ctx.read(INTERACTIONS).select("user_id").distinct().count()
     ctx.manifest.rejected["duplicates_collapsed"] = (
         rejected["interactions_read"] - rejected["interactions_rejected"] - counts["interactions"]
     )
@@ -204,7 +204,7 @@ def run(ctx: Context) -> StageResult:
         raise InputError(f"no usable interactions in {inter.uri}")
     return StageResult(
         counts["interactions"],
-        f"{counts['items']} items, {ctx.manifest.counts['users']} users, "
+        f"{counts['items']} items, {counts['users']} users, "
         f"{rejected['interactions_rejected'] + rejected['items_rejected']} rows quarantined",
     )
 
@@ -212,13 +212,15 @@ def run(ctx: Context) -> StageResult:
 def _rejections(ctx: Context, checked_inter: DataFrame, checked_items: DataFrame) -> dict:
     """Count rows read and rejected per source; fail when a fraction passes the threshold."""
     rejected = ctx.manifest.rejected
-    reasons = ctx.read(QUARANTINE).groupBy("source", "reason").count().collect()
+    verdicts = checked_inter.select(F.lit("interactions").alias("source"), "reason").unionByName(
+        checked_items.select(F.lit("items").alias("source"), "reason")
+    )
+    counts = verdicts.groupBy("source", "reason").count().collect()  # one pass over both
+    reasons = [r for r in counts if r["reason"] is not None]
     rejected["reasons"] = {f"{r['source']}: {r['reason']}": r["count"] for r in reasons}
-    for name, checked, source_uri in (
-        ("interactions", checked_inter, ctx.manifest.inputs["interactions"]),
-        ("items", checked_items, ctx.manifest.inputs["items"]),
-    ):
-        read = checked.count()
+    for name in ("interactions", "items"):
+        source_uri = ctx.manifest.inputs[name]
+        read = sum(r["count"] for r in counts if r["source"] == name)
         bad = sum(r["count"] for r in reasons if r["source"] == name)
         rejected[f"{name}_read"], rejected[f"{name}_rejected"] = read, bad
         if read == 0:

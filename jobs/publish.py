@@ -165,9 +165,9 @@ def run(ctx: Context) -> StageResult:
 
 
 def _write_version(ctx: Context, client: redis.Redis, keys: Keys, version: str) -> dict:
-    items = catalogue(ctx.read(ITEMS).select("item_id", "title").toPandas())
+    items = catalogue(ctx.collect(ITEMS, "item_id", "title"))
     ids = items["item_ids"]
-    popular = ctx.read(POPULAR).orderBy("rank").toPandas()
+    popular = ctx.collect(POPULAR, order_by="rank")
     position = pd.Index(ids)
     client.set(keys.items(version), json.dumps(items, ensure_ascii=False))
     client.set(
@@ -178,7 +178,7 @@ def _write_version(ctx: Context, client: redis.Redis, keys: Keys, version: str) 
     users = write_lists(
         ctx, recs, "user_id", "item_id", lambda u: keys.user(version, u), ids, ctx.redis_url
     )
-    expected = recs.select("user_id").distinct().count()
+    expected = ctx.manifest.counts.get("users") or recs.select("user_id").distinct().count()
     similar = write_lists(
         ctx,
         ctx.read(SIMILAR_ITEMS),

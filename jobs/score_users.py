@@ -58,7 +58,7 @@ def scorer(broadcast, n: int) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.
 
 def run(ctx: Context) -> StageResult:
     """Score all users by blocks inside Spark and write `recommendations`."""
-    items = ctx.read(ITEM_FACTORS).orderBy("item_id").toPandas()
+    items = ctx.collect(ITEM_FACTORS, order_by="item_id")
     if items.empty:
         raise StageError("item_factors is empty: nothing to score")
     item_ids = items["item_id"].to_numpy()

@@ -57,8 +57,8 @@ def index_interactions(interactions: pd.DataFrame, item_ids: np.ndarray) -> Inte
 def load_interactions(ctx: Context) -> Interactions:
     """Bring the run's interactions to the driver as indices (cached for later stages)."""
     if "interactions" not in ctx.cache:
-        items = ctx.read(ITEMS).select("item_id").orderBy("item_id").toPandas()
-        frame = ctx.read(INTERACTIONS).toPandas()
+        items = ctx.collect(ITEMS, "item_id", order_by="item_id")
+        frame = ctx.collect(INTERACTIONS)
         ctx.cache["interactions"] = index_interactions(frame, items["item_id"].to_numpy())
     return ctx.cache["interactions"]
 

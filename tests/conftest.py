@@ -27,7 +27,10 @@ def spark():
     from jobs.config import build_config
     from jobs.spark import build_session
 
-    session = build_session(build_config({"spark_master": "local[2]", "spark_partitions": 4}))
+    config = build_config(
+        {"spark_master": "local[2]", "spark_partitions": 4, "spark_class_cache": ""}
+    )
+    session = build_session(config)
     yield session
     session.stop()
 
