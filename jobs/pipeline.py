@@ -24,11 +24,12 @@ from jobs import (
     score_users,
     train_cf,
 )
-from jobs.config import JobConfig, redact_url
+from jobs.config import JobConfig
 from jobs.context import Context, Stage
 from jobs.errors import JobError
 from jobs.run_store import RunDir, new_run_id, utc_now
 from schemas.manifest import RUN_MANIFEST, ManifestError, RunManifest
+from schemas.settings import redact_url
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
