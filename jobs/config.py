@@ -14,6 +14,7 @@ from typing import Any
 
 from jobs.errors import ConfigError
 from schemas import settings
+from schemas.redis_layout import VERSION_PATTERN
 from schemas.settings import (
     Setting,
     choice,
@@ -36,6 +37,16 @@ STAGE_NAMES = (
     "build_index",
     "publish",
 )
+
+
+def _run_id(text: str) -> str:
+    """A run id names a directory and the Redis version: keep it to safe characters."""
+    if not VERSION_PATTERN.match(text):
+        raise ValueError(
+            f"expected letters, digits, '.', '_' or '-' (at most 128, not starting with "
+            f"'.', '_' or '-'), got {text!r}"
+        )
+    return text
 
 
 def _stages(text: str) -> tuple[str, ...]:
@@ -63,7 +74,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("timestamp_unit", choice("s", "ms"), "unit of numeric timestamps"),
     Setting("max_reject_fraction", float, "fail when more input rows are rejected", fraction),
     Setting("out", str, "artefact directory (runs/<run_id>/ under it)"),
-    Setting("run_id", str, "run id (default: UTC time of the start)"),
+    Setting("run_id", _run_id, "run id (default: UTC time of the start)"),
     Setting("stages", _stages, "comma-separated stages to run"),
     Setting("top_n", int, "items per user list", positive),
     Setting("similar_n", int, "items per similar-items list", positive),

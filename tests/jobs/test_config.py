@@ -34,6 +34,7 @@ def test_flags_beat_environment_beat_file(tmp_path):
         ({"stages": "ingest,score"}, {}, "unknown stage 'score'"),
         ({"data": "d", "items": "i"}, {}, "either --data or --interactions/--items"),
         ({"items": "i"}, {}, "--interactions and --items go together"),
+        ({"run_id": "../../etc"}, {}, "--run-id: expected letters, digits"),
     ],
 )
 def test_bad_settings_name_their_source(flags, env, message):
