@@ -55,15 +55,3 @@ SIMILAR_ITEMS = Table(
     (("item_id", ID), ("similar_item_id", ID), ("rank", "int"), ("score", "float")),
 )
 POPULAR = Table("popular", (("item_id", ID), ("rank", "int"), ("score", "float")))
-
-ALL = (
-    INTERACTIONS,
-    ITEMS,
-    QUARANTINE,
-    ITEM_EMBEDDINGS,
-    USER_FACTORS,
-    ITEM_FACTORS,
-    RECOMMENDATIONS,
-    SIMILAR_ITEMS,
-    POPULAR,
-)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 GENRES = ("Horror|Thriller", "Comedy|Romance")
 
@@ -36,3 +37,21 @@ def checkerboard(size: int = 12) -> tuple[list[tuple], list[tuple]]:
     ]
     movies = [(100 + i, f"Film number {i} ({1990 + i})", GENRES[i % 2]) for i in range(1, size + 1)]
     return ratings, movies
+
+
+def job_config(data: Path, out: Path, redis_url: str, run_id: str, **extra: Any):
+    """Return a job config for a small test data set: no quality split to speak of, short lists.
+
+    `extra` overrides or adds settings (top_n, similar_n, the CF model's, ...).
+    """
+    from jobs.config import build_config
+
+    flags = {
+        "data": str(data),
+        "out": str(out),
+        "redis_url": redis_url,
+        "run_id": run_id,
+        "eval_holdout": 1,
+        **extra,
+    }
+    return build_config(flags, {})

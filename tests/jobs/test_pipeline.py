@@ -10,7 +10,7 @@ from jobs.pipeline import RunFailed, run_job
 from schemas.redis_layout import Keys
 from serving.store import ListStore
 from tests.conftest import SAMPLE
-from tests.movielens import checkerboard, write_movielens
+from tests.movielens import checkerboard, job_config, write_movielens
 
 pytestmark = pytest.mark.slow
 SIZE, TOP_N = 12, 3
@@ -25,18 +25,9 @@ def board_dir(tmp_path_factory):
 
 
 def config(data, out, redis_url, run_id, **extra):
-    flags = {
-        "data": str(data),
-        "out": str(out),
-        "redis_url": redis_url,
-        "run_id": run_id,
-        "top_n": TOP_N,
-        "eval_holdout": 1,
-        "similar_n": 4,
-        **TINY_MODEL,
-        **extra,
-    }
-    return build_config(flags, {})
+    return job_config(
+        data, out, redis_url, run_id, top_n=TOP_N, similar_n=4, **{**TINY_MODEL, **extra}
+    )
 
 
 def parquet_lists(spark, out, run_id):

@@ -88,18 +88,9 @@ def published(spark, serving_redis, tmp_path_factory) -> Published:
 
 def job_config(data: Path, out: Path, redis_url: str, run_id: str, **extra: object):
     """Return the job's config for the test catalogue."""
-    from jobs.config import build_config
+    from tests.movielens import job_config as small_job_config
 
-    flags = {
-        "data": str(data),
-        "out": str(out),
-        "redis_url": redis_url,
-        "run_id": run_id,
-        "top_n": TOP_N,
-        "eval_holdout": 1,
-        **extra,
-    }
-    return build_config(flags, {})
+    return small_job_config(data, out, redis_url, run_id, **{"top_n": TOP_N, **extra})
 
 
 @pytest.fixture(scope="module")

@@ -107,7 +107,7 @@ def test_the_document_follows_the_configured_limits(redis_url, tmp_path):
 
 def test_importing_the_app_pulls_in_no_spark_tensorflow_or_torch():
     code = (
-        "import sys, serving.app, serving.cli\n"
+        "import sys, serving.app, serving.cli, serving.item_index\n"
         "heavy = {'pyspark', 'tensorflow', 'scann', 'torch', 'jobs'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )
