@@ -81,6 +81,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("similar_cf_weight", float, "weight of CF cosine in similar items", fraction),
     Setting("redis_url", str, "Redis URL (default: a private redis-server under --out)"),
     Setting("redis_prefix", str, "prefix of every Redis key"),
+    Setting("redis_cluster", parse_bool, "the Redis URL names a node of a Redis Cluster"),
     Setting("keep_versions", int, "published versions kept in Redis", positive),
     Setting("publish_batch", int, "lists per Redis write batch", positive),
     Setting("spark_master", str, "Spark master URL"),
@@ -130,6 +131,7 @@ class JobConfig:
     similar_cf_weight: float = 0.5
     redis_url: str | None = None
     redis_prefix: str = "nightrec"
+    redis_cluster: bool = False
     keep_versions: int = 2
     publish_batch: int = 2000
     spark_master: str = "local[*]"
@@ -203,3 +205,7 @@ def _check_inputs(config: JobConfig) -> None:
         raise ConfigError("give either --data or --interactions/--items, not both")
     if bool(config.interactions) != bool(config.items):
         raise ConfigError("--interactions and --items go together (both or neither)")
+    if config.redis_cluster and not config.redis_url:
+        raise ConfigError(
+            "NIGHTREC_REDIS_CLUSTER needs a Redis URL (--redis-url or NIGHTREC_REDIS_URL)"
+        )

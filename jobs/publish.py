@@ -17,22 +17,26 @@ import pandas as pd
 import redis
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from redis.exceptions import RedisClusterException
 
 from jobs.context import Context, Stage, StageResult
 from jobs.errors import PublishError
 from jobs.run_store import utc_now
 from schemas.redis_layout import Keys, pack_list
 from schemas.tables import ITEMS, POPULAR, RECOMMENDATIONS, SIMILAR_ITEMS
+from serving.redis_client import RedisClient
+from serving.redis_client import connect as connect_url
 
 SCAN_COUNT = 10_000
 
 
-def connect(url: str) -> redis.Redis:
-    """Return a client for url (redis:// or rediss://, password in the URL)."""
-    return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+def connect(url: str, cluster: bool = False) -> RedisClient:
+    """Return a client for url (redis:// or rediss://, password in the URL; a Redis Cluster
+    node when `cluster`)."""
+    return connect_url(url, cluster=cluster, timeout=30, connect_timeout=5)
 
 
-def choose_version(client: redis.Redis, keys: Keys, run_id: str) -> str:
+def choose_version(client: RedisClient, keys: Keys, run_id: str) -> str:
     """Return a version id not used yet: the run id, or run_id.N when re-publishing a run."""
     version, attempt = run_id, 1
     while client.zscore(keys.versions, version) is not None or client.exists(keys.meta(version)):
@@ -55,7 +59,12 @@ def _plain(value: object) -> object:
 
 
 def list_writer(
-    url: str, key_of: Callable[[object], str], item_ids: list, id_col: str, batch: int
+    url: str,
+    key_of: Callable[[object], str],
+    item_ids: list,
+    id_col: str,
+    batch: int,
+    cluster: bool = False,
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """Return a mapInPandas function writing each owner's ranked list as one packed value.
 
@@ -65,7 +74,7 @@ def list_writer(
     position = pd.Index(item_ids)
 
     def write(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        client = connect(url)
+        client = connect(url, cluster)
         pending = pd.DataFrame()
         written = 0
         for frame in batches:
@@ -112,12 +121,13 @@ def write_lists(
         .repartition(parts, id_col)
         .sortWithinPartitions(id_col, "rank")
     )
-    writer = list_writer(url, key_of, item_ids, id_col, ctx.config.publish_batch)
+    config = ctx.config
+    writer = list_writer(url, key_of, item_ids, id_col, config.publish_batch, config.redis_cluster)
     row = ordered.mapInPandas(writer, "written long").agg(F.sum("written")).first()
     return int(row[0] or 0)
 
 
-def collect_garbage(client: redis.Redis, keys: Keys, keep: int) -> int:
+def collect_garbage(client: RedisClient, keys: Keys, keep: int) -> int:
     """Drop versions beyond the newest `keep` (never the current) and unpublished leftovers."""
     current = (client.get(keys.current) or b"").decode()
     published = [v.decode() for v in client.zrevrange(keys.versions, 0, -1)]
@@ -142,15 +152,15 @@ def run(ctx: Context) -> StageResult:
     """Write the version, check it is complete, switch the pointer, collect garbage."""
     if not ctx.redis_url:
         raise PublishError("no Redis URL to publish to")
-    client, keys = connect(ctx.redis_url), Keys(ctx.config.redis_prefix)
+    keys = Keys(ctx.config.redis_prefix)
     try:
+        client = connect(ctx.redis_url, ctx.config.redis_cluster)
         client.ping()
         version = choose_version(client, keys, ctx.run.run_id)
         lists = _write_version(ctx, client, keys, version)
-        client.zadd(keys.versions, {version: time.time()})
-        client.set(keys.current, version)
+        switch(client, keys, version)
         removed = collect_garbage(client, keys, ctx.config.keep_versions)
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         raise PublishError(
             f"Redis failed while publishing ({type(exc).__name__}: {exc}); the previously "
             "published version stays current"
@@ -164,7 +174,15 @@ def run(ctx: Context) -> StageResult:
     )
 
 
-def _write_version(ctx: Context, client: redis.Redis, keys: Keys, version: str) -> dict:
+def switch(client: RedisClient, keys: Keys, version: str) -> None:
+    """Add the version to the published ones and point readers at it, in one transaction."""
+    pipe = client.pipeline(transaction=True)
+    pipe.zadd(keys.versions, {version: time.time()})
+    pipe.set(keys.current, version)
+    pipe.execute()
+
+
+def _write_version(ctx: Context, client: RedisClient, keys: Keys, version: str) -> dict:
     items = catalogue(ctx.collect(ITEMS, "item_id", "title"))
     ids = items["item_ids"]
     popular = ctx.collect(POPULAR, order_by="rank")

@@ -4,8 +4,8 @@ The prose version for operators is docs/redis-layout.md; tests pin the literal k
 
 Keys (PREFIX defaults to "nightrec"; VERSION is a published version id):
 
-    PREFIX:current                  string  the version readers must use (the pointer)
-    PREFIX:versions                 zset    published versions, scored by publish time (s)
+    {PREFIX}:current                string  the version readers must use (the pointer)
+    {PREFIX}:versions               zset    published versions, scored by publish time (s)
     PREFIX:v:VERSION:meta           string  JSON: run_id, generated_at, counts, index location
     PREFIX:v:VERSION:items          string  JSON: {"item_ids": [...], "titles": [...]}; a packed
                                             list's indices point into these arrays
@@ -20,8 +20,10 @@ never got published (a crash mid-write) are removed by the next garbage collecti
 A packed list is little-endian bytes: magic b"NR", uint16 count n, then n uint32 item
 indices, then n float32 scores (best first). 8 bytes per item.
 
-Redis Cluster: the pointer and each list are single-key commands; a version's keys spread
-over the slots (no hash tag), so bulk writes go through per-node pipelines, not MSET.
+Redis Cluster: the two control keys carry the hash tag {PREFIX}, so they sit in one slot and
+the switch (add to versions, move the pointer) is one MULTI/EXEC transaction. A version's keys
+have no hash tag and spread over every slot: lists are written with single-key SETs in
+pipelines (split per node by a cluster client) and removed with UNLINK batches split per slot.
 """
 
 from __future__ import annotations
@@ -51,11 +53,11 @@ class Keys:
 
     @property
     def current(self) -> str:
-        return f"{self.prefix}:current"
+        return f"{{{self.prefix}}}:current"  # one hash slot with `versions`: one transaction
 
     @property
     def versions(self) -> str:
-        return f"{self.prefix}:versions"
+        return f"{{{self.prefix}}}:versions"
 
     def version_root(self, version: str) -> str:
         if not VERSION_PATTERN.match(version):

@@ -14,10 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
 from flask import Flask, Response, current_app, g, request
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from schemas.redis_layout import Keys
 from serving.assets import SearchAssets
@@ -25,6 +22,7 @@ from serving.config import ConfigError, ServeConfig, load_config
 from serving.errors import register_error_handlers, unavailable
 from serving.metrics import Metrics
 from serving.query_encoder import QueryEncoder
+from serving.redis_client import connect
 from serving.store import ListStore
 from serving.versions import Version, VersionManager, load_version
 
@@ -75,11 +73,12 @@ def build_services(config: ServeConfig, background: bool = True) -> Services:
     """Build the long-lived objects for `config` (Redis is not contacted yet)."""
     if config.redis_url is None:
         raise ConfigError("no Redis URL: set --redis-url or NIGHTREC_REDIS_URL")
-    client = redis.Redis.from_url(
+    client = connect(
         config.redis_url,
-        socket_timeout=config.redis_timeout,
-        socket_connect_timeout=config.redis_timeout,
-        retry=Retry(NoBackoff(), 1),  # one retry: a pooled connection after a Redis restart
+        cluster=config.redis_cluster,
+        timeout=config.redis_timeout,
+        connect_timeout=config.redis_timeout,
+        retries=1,  # a pooled connection after a Redis restart
     )
     store = ListStore(client, Keys(config.redis_prefix))
     metrics = Metrics(config.metrics_dir)

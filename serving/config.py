@@ -35,6 +35,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("out", str, "artefact directory of the job (runs/<run_id>/ under it)"),
     Setting("redis_url", _redis_url, "Redis URL (default: the private redis-server under out)"),
     Setting("redis_prefix", str, "prefix of every Redis key"),
+    Setting("redis_cluster", parse_bool, "the Redis URL names a node of a Redis Cluster"),
     Setting("redis_timeout", float, "seconds a Redis command may take", positive),
     Setting("host", str, "address to listen on"),
     Setting("port", int, "TCP port to listen on", port),
@@ -69,6 +70,7 @@ class ServeConfig:
     out: str = "var"
     redis_url: str | None = None
     redis_prefix: str = "nightrec"
+    redis_cluster: bool = False
     redis_timeout: float = 0.5
     host: str = "127.0.0.1"
     port: int = 8080

@@ -10,9 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from schemas.redis_layout import Keys, unpack_list
+from serving.redis_client import RedisClient
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class ListStore:
     still answering from the previous version during a switch do not read it again.
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys | None = None, keep_catalogues: int = 3):
+    def __init__(self, client: RedisClient, keys: Keys | None = None, keep_catalogues: int = 3):
         self.client = client
         self.keys = keys or Keys()
         self.keep_catalogues = max(1, keep_catalogues)

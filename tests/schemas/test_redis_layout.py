@@ -10,8 +10,8 @@ from schemas.redis_layout import Keys, LayoutError, pack_list, unpack_list
 
 def test_key_strings_are_pinned():
     keys = Keys()
-    assert keys.current == "nightrec:current"
-    assert keys.versions == "nightrec:versions"
+    assert keys.current == "{nightrec}:current"
+    assert keys.versions == "{nightrec}:versions"
     assert keys.meta("20261122T000000Z") == "nightrec:v:20261122T000000Z:meta"
     assert keys.items("v1") == "nightrec:v:v1:items"
     assert keys.popular("v1") == "nightrec:v:v1:popular"
@@ -20,7 +20,7 @@ def test_key_strings_are_pinned():
     assert keys.similar("v1", "sku-9") == "nightrec:v:v1:i:sku-9"
     assert keys.version_pattern("v1") == "nightrec:v:v1:*"
     assert keys.version_pattern() == "nightrec:v:*"
-    assert Keys("shop").current == "shop:current"
+    assert Keys("shop").current == "{shop}:current"
 
 
 def test_version_of_reads_the_version_back():

@@ -106,7 +106,7 @@ def client(app):
     return app.test_client()
 
 
-def copy_keys(source_url: str, target_url: str, pattern: str = "nightrec:*") -> int:
+def copy_keys(source_url: str, target_url: str, pattern: str = "*") -> int:
     """Copy every key matching pattern from one Redis to another (DUMP/RESTORE)."""
     source, target = redis.Redis.from_url(source_url), redis.Redis.from_url(target_url)
     copied = 0
