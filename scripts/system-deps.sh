@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks the system packages nightrec needs (a JDK 17+ for Spark, redis-server) and installs
+# Checks the system packages nightrec needs (a JDK 17+ for Spark, redis-server, and openssl,
+# which the Redis TLS test uses to make a throw-away certificate authority) and installs
 # the missing ones with apt-get when running as root; otherwise says what to install.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ java_ok() {
 missing=()
 java_ok || missing+=("openjdk-17-jre-headless")
 command -v redis-server >/dev/null || missing+=("redis-server")
+command -v openssl >/dev/null || missing+=("openssl")
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
