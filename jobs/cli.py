@@ -76,18 +76,24 @@ def _run(args: argparse.Namespace) -> int:
         print(f"nightrec: {exc}", file=sys.stderr)
         return 2
     spark = _start_spark(config)
+    from jobs.observe import export_metrics, run_line, setup_logging
     from jobs.pipeline import RunFailed, run_job  # TensorFlow and ScaNN load while Spark starts
     from jobs.summary import summary
 
+    setup_logging(config)
     try:
         manifest = run_job(config, spark=spark)
     except RunFailed as exc:
+        export_metrics(exc.manifest, config)
+        if config.log_format == "json":
+            print(run_line(exc.manifest))
         print(f"nightrec: run {exc.manifest.run_id} failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("nightrec: interrupted; nothing was published", file=sys.stderr)
         return 130
-    print(summary(manifest, config))
+    export_metrics(manifest, config)
+    print(run_line(manifest) if config.log_format == "json" else summary(manifest, config))
     return 0
 
 

@@ -101,6 +101,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("eval_k", int, "cut-off K of the evaluation metrics", positive),
     Setting("eval_min_rating", float, "rating from which a held-out item is relevant"),
     Setting("verbose", parse_bool, "print Spark's own log lines"),
+    Setting("log_format", choice("text", "json"), "stage lines and logs as text or JSON lines"),
+    Setting("metrics_file", str, "Prometheus textfile the run's metrics go to ('' = none)"),
+    Setting("pushgateway_url", str, "Prometheus Pushgateway to push the run's metrics to"),
 )
 
 
@@ -151,6 +154,9 @@ class JobConfig:
     eval_k: int = 10
     eval_min_rating: float = 4.0
     verbose: bool = False
+    log_format: str = "text"
+    metrics_file: str = ""
+    pushgateway_url: str = ""
 
     @property
     def encoder_spec(self) -> EncoderSpec:

@@ -27,6 +27,7 @@ from jobs import (
 from jobs.config import JobConfig
 from jobs.context import Context, Stage
 from jobs.errors import JobError
+from jobs.observe import stage_line
 from jobs.run_store import RunDir, new_run_id, utc_now
 from schemas.manifest import RUN_MANIFEST, ManifestError, RunManifest
 from schemas.settings import redact_url
@@ -116,18 +117,15 @@ def _run_stage(ctx: Context, stage: Stage, label: str, progress: TextIO) -> None
     start = time.perf_counter()
     result = stage.body(ctx)
     seconds = time.perf_counter() - start
-    ctx.manifest.stages.append(
-        {
-            "stage": stage.name,
-            "rows": result.rows,
-            "seconds": round(seconds, 2),
-            "detail": result.detail,
-        }
-    )
+    record = {
+        "stage": stage.name,
+        "rows": result.rows,
+        "seconds": round(seconds, 2),
+        "detail": result.detail,
+    }
+    ctx.manifest.stages.append(record)
     ctx.run.write_manifest(ctx.manifest)
-    progress.write(
-        f"{label} {stage.name:<12} {result.rows:>10,} rows {seconds:7.1f} s  {result.detail}\n"
-    )
+    progress.write(stage_line(ctx.run.run_id, record, label, ctx.config.log_format) + "\n")
     progress.flush()
 
 

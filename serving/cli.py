@@ -24,6 +24,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from serving.config import ConfigError, ServeConfig, load_config
+from serving.logs import JsonFormatter
 
 FLAGS = ("out", "redis_url", "host", "port", "workers", "threads")
 log = logging.getLogger("nightrec.serving")
@@ -77,9 +78,13 @@ def resolve_config(config: ServeConfig) -> ServeConfig:
 
 
 def setup_logging(config: ServeConfig) -> None:
-    """Log nightrec's lines to stderr; access lines are bare JSON objects."""
+    """Log nightrec's lines to stderr (JSON lines in `json` format); access lines are JSON
+    objects on stdout, with the version that answered."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[%(process)d] %(levelname)s %(name)s: %(message)s"))
+    if config.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("[%(process)d] %(levelname)s %(name)s: %(message)s"))
     app_log = logging.getLogger("nightrec")
     app_log.addHandler(handler)
     app_log.setLevel(logging.INFO)

@@ -13,6 +13,7 @@ from typing import Any
 from schemas.settings import (
     ConfigError,
     Setting,
+    choice,
     fraction,
     non_negative,
     parse_bool,
@@ -57,6 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("version_retry_seconds", float, "wait before retrying a failed load", positive),
     Setting("metrics_dir", str, "Prometheus multiprocess directory ('' = this process only)"),
     Setting("access_log", parse_bool, "log one JSON line per request"),
+    Setting("log_format", choice("text", "json"), "the API's own log lines as text or JSON"),
 )
 
 
@@ -90,6 +92,7 @@ class ServeConfig:
     version_retry_seconds: float = 10.0
     metrics_dir: str = ""
     access_log: bool = True
+    log_format: str = "text"
 
     def replace(self, **changes: Any) -> ServeConfig:
         """Return a copy with some settings changed (values are not re-parsed)."""

@@ -1,0 +1,118 @@
+"""The run's metrics in the Prometheus text format, its JSON stage lines and JSON logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from jobs.config import build_config
+from jobs.observe import export_metrics, run_line, stage_line
+from schemas.manifest import RunManifest
+from serving.local_redis import free_port
+from serving.logs import JsonFormatter
+
+
+def manifest() -> RunManifest:
+    return RunManifest(
+        run_id="r7",
+        status="published",
+        finished_at="2026-11-23T02:30:00+00:00",
+        version="r7",
+        quality={"k": 10, "model": {"ndcg": 0.25, "recall": 0.5}, "popularity": {"ndcg": 0.125}},
+        stages=[
+            {"stage": "ingest", "rows": 1000, "seconds": 3.5, "detail": ""},
+            {"stage": "publish", "rows": 12, "seconds": 0.75, "detail": "version r7"},
+        ],
+    )
+
+
+def samples(text: str) -> dict[tuple, float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_metrics_textfile_holds_stages_quality_and_the_run(tmp_path):
+    path = tmp_path / "textfile" / "nightrec_job.prom"
+    config = build_config({"metrics_file": str(path)}, {})
+
+    export_metrics(manifest(), config)
+
+    got = samples(path.read_text())
+    assert got == {
+        (
+            "nightrec_job_last_run_info",
+            (("run_id", "r7"), ("status", "published"), ("version", "r7")),
+        ): 1.0,  # noqa: E501
+        ("nightrec_job_last_run_success", ()): 1.0,
+        ("nightrec_job_last_run_timestamp_seconds", ()): 1795401000.0,
+        ("nightrec_job_stage_seconds", (("stage", "ingest"),)): 3.5,
+        ("nightrec_job_stage_seconds", (("stage", "publish"),)): 0.75,
+        ("nightrec_job_stage_rows", (("stage", "ingest"),)): 1000.0,
+        ("nightrec_job_stage_rows", (("stage", "publish"),)): 12.0,
+        ("nightrec_job_quality", (("k", "10"), ("metric", "ndcg"), ("ranker", "model"))): 0.25,
+        ("nightrec_job_quality", (("k", "10"), ("metric", "recall"), ("ranker", "model"))): 0.5,
+        (
+            "nightrec_job_quality",
+            (("k", "10"), ("metric", "ndcg"), ("ranker", "popularity")),
+        ): 0.125,  # noqa: E501
+    }
+    assert list(path.parent.iterdir()) == [path]  # written atomically: no temp file left
+
+
+def test_an_unreachable_pushgateway_only_warns(caplog):
+    config = build_config({"pushgateway_url": f"http://127.0.0.1:{free_port()}"}, {})
+
+    with caplog.at_level(logging.WARNING, logger="jobs.observe"):
+        export_metrics(manifest(), config)
+
+    assert [r.getMessage() for r in caplog.records] == [
+        f"could not push metrics to {config.pushgateway_url}: "
+        "<urlopen error [Errno 111] Connection refused>"
+    ]
+
+
+def test_json_stage_and_run_lines_carry_the_run_id_and_version():
+    m = manifest()
+
+    stage = json.loads(stage_line("r7", m.stages[0], "[1/7]", "json"))
+    run = json.loads(run_line(m))
+
+    assert {k: stage[k] for k in ("event", "run_id", "stage", "rows", "seconds")} == {
+        "event": "stage",
+        "run_id": "r7",
+        "stage": "ingest",
+        "rows": 1000,
+        "seconds": 3.5,
+    }
+    assert (run["event"], run["run_id"], run["version"], run["status"]) == (
+        "run",
+        "r7",
+        "r7",
+        "published",
+    )
+    assert run["seconds"] == {"ingest": 3.5, "publish": 0.75}
+    assert stage_line("r7", m.stages[0], "[1/7]", "text").split() == (
+        "[1/7] ingest 1,000 rows 3.5 s".split()
+    )
+
+
+def test_json_formatter_writes_one_object_per_record():
+    record = logging.LogRecord("nightrec.serving", logging.INFO, "f", 1, "loaded %s", ("v2",), None)
+    record.fields = {"version": "v2"}
+
+    line = JsonFormatter(component="api").format(record)
+
+    entry = json.loads(line)
+    assert "\n" not in line
+    assert {k: entry[k] for k in ("level", "logger", "message", "component", "version")} == {
+        "level": "INFO",
+        "logger": "nightrec.serving",
+        "message": "loaded v2",
+        "component": "api",
+        "version": "v2",
+    }
