@@ -66,6 +66,15 @@ def java_options(config: JobConfig) -> str:
     return options.strip()
 
 
+def submitted() -> bool:
+    """Return True when this process was started by spark-submit (its JVM is already up).
+
+    spark-submit's PythonRunner hands the Python process its gateway's port in this variable;
+    the job then keeps the master and settings given to spark-submit instead of its own.
+    """
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def build_session(config: JobConfig, app_name: str = "nightrec") -> SparkSession:
     """Return a SparkSession for the job (getOrCreate: reuses a running one).
 
@@ -78,6 +87,10 @@ def build_session(config: JobConfig, app_name: str = "nightrec") -> SparkSession
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no warning about the hostname
     from pyspark.sql import SparkSession
 
+    if submitted():  # spark-submit's master, memory and properties stand
+        spark = SparkSession.builder.appName(app_name).getOrCreate()
+        spark.sparkContext.setLogLevel("INFO" if config.verbose else "ERROR")
+        return spark
     cores = os.cpu_count() or 2
     partitions = config.spark_partitions or 2 * cores
     builder = (
