@@ -49,14 +49,10 @@ def run(ctx: Context) -> StageResult:
     """Write the index and the similar-items table."""
     item_ids, text, cf = load_vectors(ctx)
     searcher = build_searcher(text)  # one build serves the index files and similar items
-    manifest = write_index(
-        ctx.run.path(INDEX_DIR),
-        text,
-        list(item_ids),
-        ctx.config.encoder,
-        ctx.run.run_id,
-        searcher=searcher,
-    )
+    with ctx.run.local_dir(INDEX_DIR) as directory:  # copied to a remote OUT afterwards
+        manifest = write_index(
+            directory, text, list(item_ids), ctx.config.encoder, ctx.run.run_id, searcher=searcher
+        )
     rows, scores = similar_items(
         text, cf, ctx.config.similar_n, cf_weight=ctx.config.similar_cf_weight, searcher=searcher
     )

@@ -61,7 +61,7 @@ def encode_partitions(spec: EncoderSpec, threads: int):
 
 def previous_embeddings(ctx: Context) -> DataFrame | None:
     """Return the last published run's embeddings when they came from the same encoder."""
-    previous = latest_published(ctx.run.out, exclude=ctx.run.run_id)
+    previous = latest_published(ctx.run, exclude=ctx.run.run_id)
     if previous is None or not previous.exists(ITEM_EMBEDDINGS):
         return None
     manifest = previous.read_manifest()

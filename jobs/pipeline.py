@@ -29,6 +29,7 @@ from jobs.context import Context, Stage
 from jobs.errors import JobError
 from jobs.observe import stage_line
 from jobs.run_store import RunDir, new_run_id, utc_now
+from jobs.storage import HadoopFiles, is_local, local_path
 from schemas.manifest import RUN_MANIFEST, ManifestError, RunManifest
 from schemas.settings import redact_url
 
@@ -57,7 +58,7 @@ class RunFailed(JobError):
 def start_manifest(run: RunDir, config: JobConfig) -> RunManifest:
     """Return the manifest to fill: a new one, or the earlier one when resuming some stages."""
     manifest = RunManifest(run_id=run.run_id)
-    if config.stages[0] != STAGES[0].name and (run.root / RUN_MANIFEST).exists():
+    if config.stages[0] != STAGES[0].name and run.file_exists(RUN_MANIFEST):
         try:
             manifest = run.read_manifest()
         except ManifestError:
@@ -76,23 +77,24 @@ def run_job(
     progress: TextIO = sys.stdout,
 ) -> RunManifest:
     """Run the configured stages; return the final manifest or raise RunFailed."""
-    run = RunDir(Path(config.out), config.run_id or new_run_id())
+    run_id = config.run_id or new_run_id()
+    hadoop = None
+    if not is_local(config.out):  # the run's own files go through Spark's Hadoop FileSystem
+        try:
+            spark = _session(spark, config)
+        except Exception as exc:
+            raise RunFailed(_reason(exc, "spark"), RunManifest(run_id, status="failed")) from exc
+        hadoop = HadoopFiles(spark)
+    run = RunDir(config.out if hadoop else local_path(config.out), run_id, hadoop)
     manifest = start_manifest(run, config)
     run.write_manifest(manifest)
     selected = [s for s in STAGES if s.name in config.stages]
     stage_name = "setup"
     try:
         if "publish" in config.stages and not (redis_url or config.redis_url):
-            from serving.local_redis import ensure_local_redis
-
-            redis_url = ensure_local_redis(Path(config.out))
-        if spark is None:
-            from jobs.spark import build_session
-
-            spark = build_session(config)
-        elif isinstance(spark, Future):  # started in the background by the CLI
-            stage_name = "spark"
-            spark = spark.result()
+            redis_url = _private_redis(run)
+        stage_name = "spark"
+        spark = _session(spark, config)
         ctx = Context(config, spark, run, manifest, redis_url or config.redis_url)
         if ctx.redis_url:
             manifest.params["redis_url"] = redact_url(ctx.redis_url)
@@ -102,12 +104,33 @@ def run_job(
     except Exception as exc:  # every failure ends as a recorded, one-line reason
         reason = _reason(exc, stage_name)
         if not isinstance(exc, JobError):
-            (run.root / "error.log").write_text(traceback.format_exc())
-            reason += f" (traceback in {run.root / 'error.log'})"
+            run.write_text("error.log", traceback.format_exc())
+            reason += f" (traceback in {run.path('error.log')})"
         _finish(run, manifest, "failed", reason)
         raise RunFailed(reason, manifest) from exc
     _finish(run, manifest, "published" if manifest.version else "completed", None)
     return manifest
+
+
+def _session(spark: SparkSession | Future | None, config: JobConfig) -> SparkSession:
+    """Return the SparkSession: the given one, the CLI's background start, or a new one."""
+    if spark is None:
+        from jobs.spark import build_session
+
+        return build_session(config)
+    return spark.result() if isinstance(spark, Future) else spark
+
+
+def _private_redis(run: RunDir) -> str:
+    """Return the URL of the private redis-server kept under a local OUT."""
+    if run.hadoop is not None:
+        raise JobError(
+            f"a private redis-server needs a local --out, not {run.out}: give --redis-url "
+            "(or NIGHTREC_REDIS_URL)"
+        )
+    from serving.local_redis import ensure_local_redis
+
+    return ensure_local_redis(Path(run.out))
 
 
 def _run_stage(ctx: Context, stage: Stage, label: str, progress: TextIO) -> None:

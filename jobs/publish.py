@@ -215,7 +215,7 @@ def _write_version(ctx: Context, client: RedisClient, keys: Keys, version: str) 
         "users": users,
         "items": len(ids),
         "top_n": ctx.config.top_n,
-        "index_dir": str(ctx.run.path("index").resolve()),
+        "index_dir": ctx.run.path("index"),
         "encoder": ctx.config.encoder,
         "id_types": ctx.id_types,
         "quality": ctx.manifest.quality,

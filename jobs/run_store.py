@@ -1,5 +1,8 @@
 """A run's directory: OUT/runs/RUN_ID/ with one Parquet table per stage output and the manifest.
 
+OUT is a local directory or any Hadoop filesystem URI (jobs.storage): tables go through
+Spark, the manifest and the index through the session's Hadoop FileSystem.
+
 Every read and write of a table checks its columns and types against `schemas.tables`, so a
 stage that gets or produces the wrong shape fails with the difference instead of later.
 """
@@ -9,12 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.errors import SchemaError, StageError
+from jobs.storage import HadoopFiles, join, local_path
 from schemas.manifest import RUN_MANIFEST, ManifestError, RunManifest
 from schemas.tables import Table
 
@@ -35,25 +42,33 @@ def utc_now() -> str:
 
 @dataclass(frozen=True)
 class RunDir:
-    """The artefacts of one run and the id types its tables use."""
+    """The artefacts of one run: OUT/runs/RUN_ID, OUT a local directory or, with `hadoop`,
+    any Hadoop filesystem URI (see jobs.storage)."""
 
-    out: Path
+    out: Path | str
     run_id: str
+    hadoop: HadoopFiles | None = field(default=None, compare=False, repr=False)
 
-    @property
-    def root(self) -> Path:
-        return self.out / "runs" / self.run_id
+    def path(self, table: Table | str = "") -> str:
+        """Return where a table or file of the run is: an absolute local path, or a URI."""
+        name = table if isinstance(table, str) else table.name
+        if self.hadoop is None:
+            root = local_path(self.out).resolve() / "runs" / self.run_id
+            return str(root / name) if name else str(root)
+        return join(str(self.out), "runs", self.run_id, *([name] if name else []))
 
-    def path(self, table: Table | str) -> Path:
-        return self.root / (table if isinstance(table, str) else table.name)
+    def file_exists(self, name: str) -> bool:
+        if self.hadoop is None:
+            return Path(self.path(name)).exists()
+        return self.hadoop.exists(self.path(name))
 
     def exists(self, table: Table) -> bool:
-        return (self.path(table) / "_SUCCESS").exists()
+        return self.file_exists(f"{table.name}/_SUCCESS")
 
     def write_table(self, df: DataFrame, table: Table, id_types: dict[str, str]) -> None:
         """Write a DataFrame as the table's Parquet, replacing an earlier attempt."""
         check_schema(df, table, id_types, "written")
-        df.write.mode("overwrite").parquet(str(self.path(table)))
+        df.write.mode("overwrite").parquet(self.path(table))
 
     def read_table(self, spark: SparkSession, table: Table, id_types: dict[str, str]) -> DataFrame:
         """Read a table an earlier stage wrote; fail if it is missing or has the wrong shape."""
@@ -62,19 +77,43 @@ class RunDir:
                 f"{self.path(table)} is missing: run the stage that writes {table.name!r} "
                 f"first (or run all stages for run {self.run_id})"
             )
-        df = spark.read.parquet(str(self.path(table)))
+        df = spark.read.parquet(self.path(table))
         check_schema(df, table, id_types, "read")
         return df
 
+    def write_text(self, name: str, text: str) -> None:
+        """Write a file of the run whole (temp file, then rename)."""
+        if self.hadoop is not None:
+            self.hadoop.write_text(self.path(name), text)
+            return
+        target = Path(self.path(name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, target)
+
+    def read_text(self, name: str) -> str:
+        if self.hadoop is None:
+            return Path(self.path(name)).read_text()
+        return self.hadoop.read_text(self.path(name))
+
     def write_manifest(self, manifest: RunManifest) -> None:
         """Write manifest.json atomically (temp file, then rename)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{RUN_MANIFEST}.tmp"
-        tmp.write_text(manifest.to_json())
-        os.replace(tmp, self.root / RUN_MANIFEST)
+        self.write_text(RUN_MANIFEST, manifest.to_json())
 
     def read_manifest(self) -> RunManifest:
-        return RunManifest.from_json((self.root / RUN_MANIFEST).read_text())
+        return RunManifest.from_json(self.read_text(RUN_MANIFEST))
+
+    @contextmanager
+    def local_dir(self, name: str) -> Iterator[Path]:
+        """Yield a local directory to write the run's `name` into; a remote run gets a
+        temporary one, copied to the run's location when the block ends without error."""
+        if self.hadoop is None:
+            yield Path(self.path(name))
+            return
+        with tempfile.TemporaryDirectory(prefix=f"nightrec-{name}-") as tmp:
+            yield Path(tmp) / name
+            self.hadoop.put_dir(Path(tmp) / name, self.path(name))
 
 
 def expected_columns(table: Table, id_types: dict[str, str]) -> list[tuple[str, str]]:
@@ -100,19 +139,29 @@ def _cols(cols: list[tuple[str, str]]) -> str:
     return ", ".join(f"{n} {t}" for n, t in cols)
 
 
-def latest_published(out: Path, exclude: str | None = None) -> RunDir | None:
-    """Return the newest run under OUT whose manifest says published (corrupt ones skipped)."""
+def latest_published(run: RunDir, exclude: str | None = None) -> RunDir | None:
+    """Return the newest run beside `run` (same OUT) whose manifest says published (corrupt
+    ones skipped)."""
     best: tuple[str, RunDir] | None = None
-    for manifest_path in sorted((out / "runs").glob(f"*/{RUN_MANIFEST}")):
-        run = RunDir(out, manifest_path.parent.name)
-        if run.run_id == exclude:
+    for run_id in _run_ids(run):
+        other = RunDir(run.out, run_id, run.hadoop)
+        if run_id == exclude:
             continue
         try:
-            manifest = run.read_manifest()
+            manifest = other.read_manifest()
         except (OSError, ManifestError, json.JSONDecodeError) as exc:
-            log.warning("ignoring run %s: unreadable manifest (%s)", run.run_id, exc)
+            log.warning("ignoring run %s: unreadable manifest (%s)", run_id, exc)
             continue
         if manifest.status == "published" and manifest.finished_at:
             if best is None or manifest.finished_at > best[0]:
-                best = (manifest.finished_at, run)
+                best = (manifest.finished_at, other)
     return best[1] if best else None
+
+
+def _run_ids(run: RunDir) -> list[str]:
+    """Return the ids of the runs under OUT/runs that have a manifest."""
+    if run.hadoop is None:
+        runs = local_path(run.out) / "runs"
+        return [p.parent.name for p in sorted(runs.glob(f"*/{RUN_MANIFEST}"))]
+    pattern = join(str(run.out), "runs", "*", RUN_MANIFEST)
+    return [uri.rstrip("/").split("/")[-2] for uri in run.hadoop.glob(pattern)]
