@@ -158,3 +158,26 @@ def test_dockerfiles_pass_hadolint():
     for name in ("Dockerfile.job", "Dockerfile.api"):
         proc = subprocess.run([str(hadolint), str(REPO / name)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_dashboard_queries_only_metrics_that_exist():
+    import json
+    import re
+
+    from jobs.observe import registry_for
+    from schemas.manifest import RunManifest
+    from serving.metrics import Metrics
+
+    job = registry_for(RunManifest("r", status="published", quality={"k": 10, "model": {}}))
+    api = Metrics().registry
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+    known = {
+        family.name + suffix
+        for reg in (job, api)
+        for family in reg.collect()
+        for suffix in suffixes.get(family.type, [""])
+    }
+    dashboard = json.loads((K8S / "grafana" / "nightrec-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {name for e in exprs for name in re.findall(r"nightrec_[a-z_]+", e)}
+    assert used and used <= known
