@@ -1,4 +1,5 @@
-"""`python -m jobs` (and spark-submit jobs/__main__.py) behaves as `nightrec`."""
+"""`python -m jobs` behaves as `nightrec`; so does `spark-submit main.py` (this file, copied
+beside the project zip by scripts/build_pyfiles.py)."""
 
 import sys
 
