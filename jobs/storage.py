@@ -1,6 +1,7 @@
 """Where a run's files live: a local directory (a plain path), or any Hadoop filesystem URI
-(s3a://, hdfs://, gs://, abfs://, file://) reached through the SparkSession's own Hadoop FileSystem, so
-the job needs no credentials or clients beyond Spark's (`spark.hadoop.fs.s3a.*` and the like).
+(s3a://, hdfs://, gs://, abfs://, file://) reached through the SparkSession's own Hadoop
+FileSystem, so the job needs no credentials or clients beyond Spark's (`spark.hadoop.fs.s3a.*`
+and the like).
 
 Parquet tables go through Spark either way; this module moves the driver's own files: the
 run manifest, the error log, the ScaNN index directory.
