@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 
 # Library noise that no user asked for; set before TensorFlow or the hub client is imported.
 QUIET_ENV = {
@@ -75,6 +76,10 @@ def _run(args: argparse.Namespace) -> int:
     except JobError as exc:
         print(f"nightrec: {exc}", file=sys.stderr)
         return 2
+    if config.run_id is None:  # one id for the logs, the manifest and the version
+        from jobs.run_store import new_run_id
+
+        config = replace(config, run_id=new_run_id())
     spark = _start_spark(config)
     from jobs.observe import export_metrics, run_line, setup_logging
     from jobs.pipeline import RunFailed, run_job  # TensorFlow and ScaNN load while Spark starts

@@ -49,10 +49,11 @@ def run_line(manifest: RunManifest) -> str:
 
 
 def setup_logging(config: JobConfig) -> None:
-    """Send the job's own log records to stderr, as JSON lines in `json` format."""
+    """Send the job's own log records to stderr, as JSON lines with the run id in `json`
+    format."""
     handler = logging.StreamHandler(sys.stderr)
     if config.log_format == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(run_id=config.run_id))
     else:
         handler.setFormatter(logging.Formatter("nightrec: %(levelname)s %(name)s: %(message)s"))
     for name in ("jobs", "schemas", "serving"):

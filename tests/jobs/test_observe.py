@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import subprocess
+import sys
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.config import build_config
@@ -116,3 +121,27 @@ def test_json_formatter_writes_one_object_per_record():
         "component": "api",
         "version": "v2",
     }
+
+
+@pytest.mark.slow
+def test_a_failed_run_logs_json_and_writes_its_metrics(tmp_path):
+    env = {
+        **os.environ,
+        "NIGHTREC_LOG_FORMAT": "json",
+        "NIGHTREC_METRICS_FILE": str(tmp_path / "job.prom"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs", "run", "--data", str(tmp_path / "absent"),
+         "--out", str(tmp_path / "out"), "--stages", "ingest", "--spark-master", "local[1]"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+
+    assert proc.returncode == 1
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (record["event"], record["status"], record["level"]) == ("run", "failed", "ERROR")
+    assert re.fullmatch(r"\d{8}T\d{6}Z", record["run_id"])
+    assert record["reason"].startswith("ingest: input not found: ")
+    got = samples((tmp_path / "job.prom").read_text())
+    assert got[("nightrec_job_last_run_success", ())] == 0.0
+    assert got[("nightrec_job_last_run_info", (("run_id", record["run_id"]), ("status", "failed"),
+                                               ("version", "")))] == 1.0  # fmt: skip
