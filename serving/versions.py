@@ -27,8 +27,9 @@ from schemas.text import EncoderSpec
 from serving.assets import SearchAssets, find_run_dir, load_assets
 from serving.config import ServeConfig
 from serving.errors import unavailable
+from serving.models import Item
 from serving.query_encoder import QueryEncoder, open_query_model
-from serving.store import Catalogue, Entry, ListStore
+from serving.store import Catalogue, ListStore
 
 log = logging.getLogger("nightrec.serving")
 INT_TYPES = ("bigint", "int", "long", "integer")
@@ -57,7 +58,7 @@ class Version:
     meta: dict[str, Any]
     catalogue: Catalogue
     item_rows: dict[str, int]
-    popular: list[Entry]
+    popular: list[Item]
     search: SearchAssets | None = None
     search_error: str | None = None
 
