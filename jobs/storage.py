@@ -77,7 +77,10 @@ class HadoopFiles:
         return sorted(str(status.getPath().toString()) for status in found)
 
     def put_dir(self, local: Path, uri: str) -> None:
-        """Copy a local directory's files to uri (replacing what was there)."""
+        """Copy a local directory's files to uri (replacing what was there); nothing when the
+        local directory was not made (an optional export that failed)."""
+        if not local.is_dir():
+            return
         fs, path = self._fs(uri)
         if fs.exists(path):
             fs.delete(path, True)

@@ -37,7 +37,9 @@ class SearchAssets:
         user_cf: (users, d) CF user factors; score(u, i) = user_cf[u] @ item_cf[i].
         user_rows: the user's row in user_cf, by the string form of the user id.
         seen: the index rows each user interacted with, by the string form of the user id.
-        encoder: how queries are encoded (the encoder the index was built with).
+        encoder: the encoder queries are encoded with (the one the index was built with).
+        query_model: what encodes queries (see `serving.query_encoder.open_query_model`);
+            set once the version's encoder is opened.
     """
 
     index: ItemIndex
@@ -47,6 +49,7 @@ class SearchAssets:
     user_rows: dict[str, int]
     seen: dict[str, np.ndarray]
     encoder: EncoderSpec
+    query_model: Any = None
 
     def user_vector(self, user_key: str) -> np.ndarray | None:
         """Return the user's CF factors, or None for a user the model does not know."""
