@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from schemas.text import EncoderSpec
-from serving.assets import SearchAssets, find_run_dir, load_assets
+from serving.assets import SearchAssets, find_run_dir, load_assets, read_quality
 from serving.errors import unavailable
 from serving.query_encoder import QueryEncoder
 from serving.store import Catalogue, Entry, ListStore
@@ -50,6 +50,7 @@ class Version:
         popular: the popular list, decoded once.
         search: the index and what re-ranks it; None when they could not be loaded.
         search_error: why `search` is None.
+        quality: the run's quality record (see `read_quality`; empty when not measured).
     """
 
     name: str
@@ -59,6 +60,7 @@ class Version:
     popular: list[Entry]
     search: SearchAssets | None = None
     search_error: str | None = None
+    quality: dict[str, Any] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -102,7 +104,8 @@ def load_version(
     except LookupError as exc:
         raise VersionLoadError(str(exc)) from None
     item_rows = {str(item_id): i for i, item_id in enumerate(catalogue.item_ids)}
-    base = Version(name, meta, catalogue, item_rows, store.popular_list(name))
+    popular = store.popular_list(name)
+    base = Version(name, meta, catalogue, item_rows, popular, quality=read_quality(meta, out))
     spec = EncoderSpec(name=encoder_name or str(meta.get("encoder") or ""), batch_size=1)
     try:
         assets = _load_search(meta, out, catalogue, spec, encoder)
