@@ -10,6 +10,7 @@
   const HISTORY_N = 20;
   const tokens = new Map(); // list id -> number of its latest request (older answers are dropped)
   let activeId = null;
+  let origin = null; // the item button whose similar items are shown (the back link returns there)
 
   const $ = (id) => document.getElementById(id);
 
@@ -104,7 +105,7 @@
       row.append(...gauges);
       button.append(row);
     }
-    button.addEventListener("click", () => showSimilar(item));
+    button.addEventListener("click", () => showSimilar(item, button));
     li.append(button);
     return li;
   }
@@ -170,9 +171,11 @@
     }
   }
 
-  function showSimilar(item) {
+  function showSimilar(item, button) {
     const itemId = String(item.item_id);
     markActive(itemId);
+    if (!button.closest("#similar")) origin = button;
+    $("similar-back").hidden = origin === null;
     $("similar-of").textContent = `Most like “${item.title || itemId}” (#${itemId})`;
     load("similar", () => getJson(`/v1/items/${encodeURIComponent(itemId)}/similar`, { n: LIST_N }),
       (body) => {
@@ -194,6 +197,10 @@
   function current() {
     return { userId: $("user-id").value.trim(), query: $("query").value.trim() };
   }
+
+  $("similar-back").addEventListener("click", () => {
+    if (origin && origin.isConnected) origin.focus();
+  });
 
   $("user-form").addEventListener("submit", (event) => {
     event.preventDefault();

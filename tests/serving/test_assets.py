@@ -50,10 +50,12 @@ def test_users_are_in_id_order_and_unknown_users_have_nothing():
         assert packed.seen_rows(user).tolist() == []
 
 
-def test_seen_rows_are_sorted_for_search():
+def test_seen_rows_are_sorted_views_for_search():
     packed = histories()
     assert packed.seen_rows("7").tolist() == [1, 4, 6, 9]
     assert packed.seen_rows("2").tolist() == [0, 2, 3]
+    seen = packed.seen_rows("7")
+    assert np.shares_memory(seen, packed.rows) and not seen.flags.writeable
 
 
 def test_the_layout_is_compact():

@@ -153,6 +153,7 @@ def test_search_and_similar_items_on_a_desktop(open_explorer, server, tmp_path):
     again = fetch_json(f"{base}/v1/items/{further['item_id']}/similar?n=10")
     expect(page.locator("#similar .title")).to_have_text(titles(again))
 
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky similar panel at the top
     shot = tmp_path / "explore-desktop.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.read_bytes().startswith(PNG)
@@ -198,6 +199,8 @@ def test_a_phone_sized_screen_with_the_keyboard_alone(open_explorer, tmp_path):
     page.keyboard.press("Enter")
     expect(page.locator("#similar .title").first).to_be_visible()
     assert page.evaluate("document.activeElement.id") == "similar-title"
+    page.get_by_role("button", name="Back to the list").press("Enter")
+    assert page.evaluate("document.activeElement.dataset.itemId") == first
 
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing overflows
     semantic = page.locator("#semantic").bounding_box()
