@@ -10,7 +10,7 @@
   const HISTORY_N = 20;
   const tokens = new Map(); // list id -> number of its latest request (older answers are dropped)
   let activeId = null;
-  let origin = null; // the item button whose similar items are shown (the back link returns there)
+  let origin = null; // the item whose similar items are shown (the back button returns there)
 
   const $ = (id) => document.getElementById(id);
 
@@ -121,7 +121,8 @@
   }
 
   function showUser(userId) {
-    load("history", () => getJson(`/v1/users/${encodeURIComponent(userId)}/history`, { n: HISTORY_N }),
+    const user = encodeURIComponent(userId);
+    load("history", () => getJson(`/v1/users/${user}/history`, { n: HISTORY_N }),
       (body) => {
         $("history-note").textContent = body.total > body.items.length
           ? `latest ${body.items.length} of ${body.total}` : `${body.total}`;
@@ -132,9 +133,10 @@
         fill("history", rows, `User ${userId} has no interactions in this version.`);
       });
     load("recommendations",
-      () => getJson(`/v1/users/${encodeURIComponent(userId)}/recommendations`, { n: LIST_N }),
+      () => getJson(`/v1/users/${user}/recommendations`, { n: LIST_N }),
       (body) => {
-        $("recs-note").textContent = body.source === "personal" ? "personal" : "popular (user unknown to the model)";
+        $("recs-note").textContent = body.source === "personal"
+          ? "personal" : "popular (user unknown to the model)";
         const rows = body.items.map((item) => itemRow(item, [part("score", number(item.score))]));
         fill("recommendations", rows, "No recommendations.");
       });
@@ -152,14 +154,15 @@
       message($("personal"), "Pick a user above to personalise this search.");
       return;
     }
-    load("personal", () => getJson("/v1/search", { q: query, user_id: userId, n: LIST_N }), (body) => {
+    const personal = () => getJson("/v1/search", { q: query, user_id: userId, n: LIST_N });
+    load("personal", personal, (body) => {
       $("personal-note").textContent = body.ranking === "personal"
         ? `for user ${userId}` : `user ${userId} unknown to the model: semantic order`;
       const rows = body.items.map((item) => itemRow(item, [
         part("score", number(item.score), "part total"),
         part("query", number(item.query_score)),
         part("cf", item.cf_score === null ? "–" : number(item.cf_score)),
-      ], [gauge(item.query_score, "query"), gauge(item.cf_score === null ? 0 : item.cf_score, "cf")]));
+      ], [gauge(item.query_score, "query"), gauge(item.cf_score || 0, "cf")]));
       fill("personal", rows, "Nothing matches that the user has not seen.");
     });
   }
@@ -177,11 +180,11 @@
     if (!button.closest("#similar")) origin = button;
     $("similar-back").hidden = origin === null;
     $("similar-of").textContent = `Most like “${item.title || itemId}” (#${itemId})`;
-    load("similar", () => getJson(`/v1/items/${encodeURIComponent(itemId)}/similar`, { n: LIST_N }),
-      (body) => {
-        const rows = body.items.map((other) => itemRow(other, [part("score", number(other.score))]));
-        fill("similar", rows, "No similar items recorded for this item.");
-      });
+    const similar = () => getJson(`/v1/items/${encodeURIComponent(itemId)}/similar`, { n: LIST_N });
+    load("similar", similar, (body) => {
+      const rows = body.items.map((other) => itemRow(other, [part("score", number(other.score))]));
+      fill("similar", rows, "No similar items recorded for this item.");
+    });
     $("similar-title").focus({ preventScroll: false });
   }
 
@@ -199,7 +202,11 @@
   }
 
   $("similar-back").addEventListener("click", () => {
-    if (origin && origin.isConnected) origin.focus();
+    // The lists may have been redrawn since: then go to the same item where it is now.
+    const marked = [...document.querySelectorAll("button.item.active")];
+    const target = origin && origin.isConnected
+      ? origin : marked.find((button) => !button.closest("#similar"));
+    if (target) target.focus();
   });
 
   $("user-form").addEventListener("submit", (event) => {
