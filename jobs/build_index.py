@@ -7,16 +7,28 @@ them by text cosine blended with the cosine of the CF item factors.
 
 from __future__ import annotations
 
+import logging
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from jobs.atomic_dir import atomic_directory
 from jobs.context import Context, Stage, StageResult
 from jobs.errors import StageError
+from jobs.export_encoder import ExportError, export_query_encoder
+from jobs.run_store import latest_published
 from jobs.scann_index import build_searcher, write_index
 from jobs.similar_items import similar_items
-from schemas.tables import ITEM_EMBEDDINGS, ITEM_FACTORS, SIMILAR_ITEMS
+from schemas.manifest import QUERY_ENCODER_DIR, ManifestError
+from schemas.tables import ITEM_EMBEDDINGS, ITEM_FACTORS, ITEMS, SIMILAR_ITEMS
+from schemas.text_onnx import read_manifest
+
+log = logging.getLogger(__name__)
 
 INDEX_DIR = "index"
+PROBES = 256
 
 
 def similar_table(item_ids: np.ndarray, rows: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
@@ -65,7 +77,52 @@ def run(ctx: Context) -> StageResult:
     ctx.write(ctx.spark.createDataFrame(table, schema=schema), SIMILAR_ITEMS)
     ctx.manifest.counts.update(index_items=manifest.count, similar_items=len(table))
     ctx.manifest.params["index"] = {"searcher": manifest.searcher, "dim": manifest.dim}
-    return StageResult(len(table), f"{manifest.searcher} index of {manifest.count} items")
+    backend = query_encoder(ctx, item_ids, text) if ctx.config.export_query_encoder else "torch"
+    ctx.manifest.params["query_backend"] = backend
+    return StageResult(
+        len(table), f"{manifest.searcher} index of {manifest.count} items, queries by {backend}"
+    )
 
 
-STAGE = Stage("build_index", (ITEM_EMBEDDINGS, ITEM_FACTORS), (SIMILAR_ITEMS,), run)
+def query_encoder(ctx: Context, item_ids: np.ndarray, text: np.ndarray) -> str:
+    """Write the run's `query_encoder/` and return the query backend it chose.
+
+    The last published run's export is copied when it came from the same encoder; otherwise
+    the encoder is exported and checked on a sample of the items. "torch" when that fails.
+    """
+    target = ctx.run.path(QUERY_ENCODER_DIR)
+    reused = _reuse_previous(ctx, target)
+    if reused is not None:
+        return reused
+    rows = np.unique(np.linspace(0, len(item_ids) - 1, min(PROBES, len(item_ids))).astype(int))
+    texts = ctx.collect(ITEMS, "item_id", "text").set_index("item_id")["text"]
+    probe_texts = texts.reindex(item_ids[rows]).fillna("").tolist()
+    try:
+        manifest = export_query_encoder(ctx.config.encoder_spec, target, probe_texts, text[rows])
+    except Exception as exc:  # the export only speeds queries up: never fail the run for it
+        reason = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"
+        log.warning("no ONNX query encoder, the API will encode queries with torch: %s", reason)
+        ctx.manifest.params["query_backend_error"] = reason
+        return "torch"
+    log.info("query encoder: %s (%s)", manifest.backend, manifest.reason)
+    return manifest.backend
+
+
+def _reuse_previous(ctx: Context, target: Path) -> str | None:
+    """Copy the last published run's export of the same encoder; return its backend or None."""
+    previous = latest_published(ctx.run.out, exclude=ctx.run.run_id)
+    if previous is None:
+        return None
+    source = previous.path(QUERY_ENCODER_DIR)
+    try:
+        manifest = read_manifest(source)
+    except ManifestError:
+        return None  # none there (or unreadable): export anew
+    if manifest.encoder != ctx.config.encoder:
+        return None
+    with atomic_directory(target) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+    return manifest.backend
+
+
+STAGE = Stage("build_index", (ITEM_EMBEDDINGS, ITEM_FACTORS, ITEMS), (SIMILAR_ITEMS,), run)

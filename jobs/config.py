@@ -91,6 +91,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("encoder", str, "sentence-transformers model name or path"),
     Setting("encoder_device", str, "cuda or cpu (default: cuda when present)"),
     Setting("encoder_batch_size", int, "texts per encoder batch", positive),
+    Setting("export_query_encoder", parse_bool, "export the encoder to ONNX for the API's queries"),
     Setting("cf_dim", int, "CF embedding size", positive),
     Setting("cf_epochs", int, "CF training epochs (0 = the model's default)"),
     Setting("cf_seed", int, "random seed of the CF model"),
@@ -140,6 +141,7 @@ class JobConfig:
     encoder: str = DEFAULT_ENCODER
     encoder_device: str | None = None
     encoder_batch_size: int = 128
+    export_query_encoder: bool = True
     cf_dim: int = 64
     cf_epochs: int = 0
     cf_seed: int = 42

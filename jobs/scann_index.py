@@ -14,14 +14,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from jobs.atomic_dir import atomic_directory
 from schemas.manifest import (
     INDEX_EMBEDDINGS,
     INDEX_ITEM_IDS,
@@ -170,11 +168,7 @@ def write_index(
     x = check_embeddings(embeddings)
     ids = plain_ids(item_ids, len(x))
     config = config or choose_config(len(x))
-    target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the API may run as another user
+    with atomic_directory(directory) as tmp:
         searcher_dir = tmp / INDEX_SEARCHER_DIR
         searcher_dir.mkdir()
         # relative_path: by default ScaNN records absolute asset paths, which the rename breaks.
@@ -197,11 +191,6 @@ def write_index(
             reorder=config.reorder,
         )
         (tmp / INDEX_MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
-        _sync_tree(tmp)
-        _move_into_place(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -217,25 +206,6 @@ def plain_ids(item_ids: list, count: int) -> list:
     if len(set(ids)) != len(ids):
         raise ValueError("item ids must be unique (found duplicates)")
     return ids
-
-
-def _sync_tree(root: Path) -> None:
-    """Flush every file under root to disk, so that a crash cannot leave renamed-but-empty files."""
-    for path in root.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-
-
-def _move_into_place(tmp: Path, target: Path) -> None:
-    """Rename the finished directory onto the target, replacing an older one if present."""
-    if not target.exists():
-        os.rename(tmp, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.rename(target, old / target.name)
-    os.rename(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def search_rows(

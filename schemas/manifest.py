@@ -11,6 +11,13 @@ INDEX_MANIFEST = "manifest.json"
 INDEX_ITEM_IDS = "item_ids.json"
 INDEX_EMBEDDINGS = "embeddings.npy"
 INDEX_SEARCHER_DIR = "scann"
+QUERY_ENCODER_DIR = "query_encoder"
+QUERY_ENCODER_MANIFEST = "manifest.json"
+QUERY_ENCODER_TOKENIZER = "tokenizer.json"
+TORCH = "torch"
+ONNX = "onnx"
+ONNX_INT8 = "onnx-int8"
+QUERY_BACKENDS = (TORCH, ONNX, ONNX_INT8)
 
 
 class ManifestError(ValueError):
@@ -66,6 +73,58 @@ class IndexManifest:
         except json.JSONDecodeError as exc:
             raise ManifestError(f"index manifest is not JSON: {exc}") from exc
         return _from_dict(cls, data, "index manifest")
+
+
+@dataclass(frozen=True)
+class QueryEncoderManifest:
+    """Describes a `query_encoder/` directory: the run's encoder exported for fast queries.
+
+    The job exports the encoder to ONNX (float32, and int8 by dynamic quantisation), encodes a
+    sample of item texts with each and compares them with the embeddings it indexed, and times
+    one-query encoding of every backend on one thread. `backend` is the fastest one whose
+    vectors agree (every sampled cosine >= `min_cosine`), torch when none does.
+
+    Attributes:
+        encoder: the encoder name the export came from (the index's encoder).
+        dim: vector width.
+        max_seq_length: tokens kept per text (as sentence-transformers truncates).
+        inputs: the model's input names, in the order the graph takes them.
+        backend: the chosen backend, one of QUERY_BACKENDS.
+        min_cosine: the agreement a backend needs to be chosen.
+        probes: item texts compared.
+        variants: per backend: "file" (ONNX only), "min_cosine" and "mean_cosine" against the
+            indexed embeddings (ONNX only), "ms_per_query" measured at export.
+        reason: why `backend` was chosen, in words.
+    """
+
+    encoder: str
+    dim: int
+    max_seq_length: int
+    inputs: list[str]
+    backend: str
+    min_cosine: float
+    probes: int
+    variants: dict[str, dict[str, Any]]
+    reason: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> QueryEncoderManifest:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"query encoder manifest is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ManifestError("query encoder manifest is not a JSON object")
+        manifest = _from_dict(cls, data, "query encoder manifest")
+        if manifest.backend not in QUERY_BACKENDS:
+            raise ManifestError(
+                f"query encoder manifest names backend {manifest.backend!r}; "
+                f"expected one of {', '.join(QUERY_BACKENDS)}"
+            )
+        return manifest
 
 
 @dataclass

@@ -95,13 +95,20 @@ def load_encoder(spec: EncoderSpec) -> Any:
     return _LOADED[key]
 
 
+def embedding_dim(model: Any) -> int:
+    """Return a loaded model's vector width (sentence-transformers 6 renamed the method)."""
+    method = getattr(model, "get_embedding_dimension", None)
+    method = method or model.get_sentence_embedding_dimension
+    return int(method())
+
+
 def encode_texts(spec: EncoderSpec, texts: list[str]) -> np.ndarray:
     """Encode texts into L2-normalised float32 vectors, shape (len(texts), dim)."""
     import numpy as np
 
     model = load_encoder(spec)
     if not texts:
-        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+        return np.zeros((0, embedding_dim(model)), dtype=np.float32)
     vectors = model.encode(
         texts,
         batch_size=spec.batch_size,
@@ -110,3 +117,27 @@ def encode_texts(spec: EncoderSpec, texts: list[str]) -> np.ndarray:
         show_progress_bar=False,
     )
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class TorchTextEncoder:
+    """The sentence-transformers model itself, behind the interface `OnnxTextEncoder` has.
+
+    Args:
+        spec: which model, on which device.
+        threads: torch CPU threads for this process (0 = leave torch's default).
+    """
+
+    variant = "torch"
+
+    def __init__(self, spec: EncoderSpec, threads: int = 0) -> None:
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.spec = spec
+        self.key = f"{spec.name}|torch"
+        self.dim = embedding_dim(load_encoder(spec))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Return the L2-normalised float32 vectors of texts, shape (len(texts), dim)."""
+        return encode_texts(self.spec, texts)

@@ -83,11 +83,11 @@ def build_services(config: ServeConfig, background: bool = True) -> Services:
     )
     store = ListStore(client, Keys(config.redis_prefix))
     metrics = Metrics(config.metrics_dir)
-    encoder = QueryEncoder(config.query_cache_size, config.encoder_threads, metrics.cache_lookup)
+    encoder = QueryEncoder(config.query_cache_size, metrics.cache_lookup)
 
     def loader(name: str) -> Version:
         try:
-            version = load_version(name, store, Path(config.out), encoder, config.encoder)
+            version = load_version(name, store, Path(config.out), encoder, config)
         except Exception:
             metrics.load_outcome("failed")
             raise

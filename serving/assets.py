@@ -41,7 +41,9 @@ class SearchAssets:
         user_rows: the user's row in user_cf, by the string form of the user id.
         histories: every user's interactions (index rows, ratings, times), by the string
             form of the user id.
-        encoder: how queries are encoded (the encoder the index was built with).
+        encoder: the encoder queries are encoded with (the one the index was built with).
+        query_model: what encodes queries (see `serving.query_encoder.open_query_model`);
+            set once the version's encoder is opened.
     """
 
     index: ItemIndex
@@ -51,6 +53,7 @@ class SearchAssets:
     user_rows: dict[str, int]
     histories: Histories
     encoder: EncoderSpec
+    query_model: Any = None
 
     def user_vector(self, user_key: str) -> np.ndarray | None:
         """Return the user's CF factors, or None for a user the model does not know."""

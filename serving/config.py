@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from schemas.manifest import QUERY_BACKENDS
 from schemas.settings import (
     ConfigError,
     Setting,
@@ -22,7 +23,15 @@ from schemas.settings import (
     resolve,
 )
 
+QUERY_BACKEND_CHOICES = ("auto", *QUERY_BACKENDS)
+
 __all__ = ["SETTINGS", "ConfigError", "ServeConfig", "build_serve_config", "load_config"]
+
+
+def _query_backend(text: str) -> str:
+    if text not in QUERY_BACKEND_CHOICES:
+        raise ValueError(f"expected one of {', '.join(QUERY_BACKEND_CHOICES)}, got {text!r}")
+    return text
 
 
 def _redis_url(text: str) -> str:
@@ -51,7 +60,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("query_cache_size", int, "query vectors kept (LRU; 0 = none)", non_negative),
     Setting("encoder", str, "query encoder (default: the encoder the version was built with)"),
     Setting("encoder_device", str, "cpu or cuda (default: cuda when present)"),
-    Setting("encoder_threads", int, "torch CPU threads per worker (0 = torch's default)"),
+    Setting("encoder_threads", int, "threads one query encoding uses (torch: 0 = its default)"),
+    Setting(
+        "query_backend",
+        _query_backend,
+        "query encoding: auto (the job's measured choice), torch, onnx or onnx-int8",
+    ),
     Setting("version_check_seconds", float, "how long a read pointer is trusted", positive),
     Setting("version_retry_seconds", float, "wait before retrying a failed load", positive),
     Setting("metrics_dir", str, "Prometheus multiprocess directory ('' = this process only)"),
@@ -84,6 +98,7 @@ class ServeConfig:
     encoder: str | None = None
     encoder_device: str | None = None
     encoder_threads: int = 1
+    query_backend: str = "auto"
     version_check_seconds: float = 1.0
     version_retry_seconds: float = 10.0
     metrics_dir: str = ""

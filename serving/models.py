@@ -152,7 +152,8 @@ class Readiness:
     """Whether this worker can answer: Redis answers and its version's index is loaded.
 
     `stale` is true when the published version could not be loaded and an older one is
-    served; `reason` says why the worker is not ready or stale.
+    served; `reason` says why the worker is not ready or stale. `query_backend` is what
+    encodes search queries: "onnx", "onnx-int8" or "torch".
     """
 
     ready: bool
@@ -162,6 +163,7 @@ class Readiness:
     index_items: int | None
     stale: bool
     reason: str | None
+    query_backend: str | None = None
 
 
 @dataclass(frozen=True)

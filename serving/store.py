@@ -10,9 +10,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import redis
 
 from schemas.redis_layout import Keys, unpack_list
+from serving.models import Item
+
+SCORE_DECIMALS = 6
 
 
 @dataclass(frozen=True)
@@ -27,15 +31,6 @@ class Catalogue:
     def from_json(cls, version: str, text: bytes | str) -> Catalogue:
         data = json.loads(text)
         return cls(version, data["item_ids"], data["titles"])
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One item of a list: id, score and title."""
-
-    item_id: Any
-    score: float
-    title: str
 
 
 class ListStore:
@@ -75,8 +70,11 @@ class ListStore:
             self._catalogues = {**dict(kept), version: Catalogue.from_json(version, value)}
         return self._catalogues[version]
 
-    def decode(self, version: str, value: bytes, limit: int | None = None) -> list[Entry]:
-        """Decode a packed list of `version` into entries with ids and titles.
+    def decode(self, version: str, value: bytes, limit: int | None = None) -> list[Item]:
+        """Decode a packed list of `version` into answer items: ids, scores and titles.
+
+        Scores are rounded to SCORE_DECIMALS here, once per list (float32 scores printed in
+        full would show digits that mean nothing).
 
         Args:
             version: the version the list belongs to (its catalogue names the items).
@@ -85,14 +83,16 @@ class ListStore:
         """
         cat = self.catalogue(version)
         indices, scores = unpack_list(value)
+        rounded = np.round(scores[:limit].astype(np.float64), SCORE_DECIMALS).tolist()
+        ids, titles = cat.item_ids, cat.titles
         return [
-            Entry(cat.item_ids[i], float(s), cat.titles[i])
-            for i, s in zip(indices[:limit].tolist(), scores[:limit].tolist(), strict=True)
+            Item(ids[i], s, titles[i])
+            for i, s in zip(indices[:limit].tolist(), rounded, strict=True)
         ]
 
     def user_list(
         self, version: str, user_id: object, limit: int | None = None
-    ) -> list[Entry] | None:
+    ) -> list[Item] | None:
         """Return a user's list in `version` (its first `limit` entries), or None when the
         user has none."""
         value = self._get(self.keys.user(version, user_id))
@@ -100,11 +100,11 @@ class ListStore:
 
     def similar_list(
         self, version: str, item_id: object, limit: int | None = None
-    ) -> list[Entry] | None:
+    ) -> list[Item] | None:
         """Return an item's similar list in `version` (its first `limit` entries), or None."""
         value = self._get(self.keys.similar(version, item_id))
         return None if value is None else self.decode(version, value, limit)
 
-    def popular_list(self, version: str) -> list[Entry]:
+    def popular_list(self, version: str) -> list[Item]:
         value = self._get(self.keys.popular(version))
         return [] if value is None else self.decode(version, value)

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,11 @@ import redis
 
 from schemas.text import EncoderSpec
 from serving.assets import SearchAssets, find_run_dir, load_assets, read_quality
+from serving.config import ServeConfig
 from serving.errors import unavailable
-from serving.query_encoder import QueryEncoder
-from serving.store import Catalogue, Entry, ListStore
+from serving.models import Item
+from serving.query_encoder import QueryEncoder, open_query_model
+from serving.store import Catalogue, ListStore
 
 log = logging.getLogger("nightrec.serving")
 INT_TYPES = ("bigint", "int", "long", "integer")
@@ -57,7 +59,7 @@ class Version:
     meta: dict[str, Any]
     catalogue: Catalogue
     item_rows: dict[str, int]
-    popular: list[Entry]
+    popular: list[Item]
     search: SearchAssets | None = None
     search_error: str | None = None
     quality: dict[str, Any] = field(default_factory=dict)
@@ -88,7 +90,7 @@ def _typed(value: str, spark_type: str | None) -> int | str:
 
 
 def load_version(
-    name: str, store: ListStore, out: Path, encoder: QueryEncoder, encoder_name: str | None
+    name: str, store: ListStore, out: Path, encoder: QueryEncoder, config: ServeConfig
 ) -> Version:
     """Read a version's Redis parts, then its search assets (failures there are recorded).
 
@@ -106,9 +108,13 @@ def load_version(
     item_rows = {str(item_id): i for i, item_id in enumerate(catalogue.item_ids)}
     popular = store.popular_list(name)
     base = Version(name, meta, catalogue, item_rows, popular, quality=read_quality(meta, out))
-    spec = EncoderSpec(name=encoder_name or str(meta.get("encoder") or ""), batch_size=1)
+    spec = EncoderSpec(
+        name=config.encoder or str(meta.get("encoder") or ""),
+        device=config.encoder_device,
+        batch_size=1,
+    )
     try:
-        assets = _load_search(meta, out, catalogue, spec, encoder)
+        assets = _load_search(meta, out, catalogue, spec, encoder, config)
     except Exception as exc:  # any failure leaves the lists servable; the reason is reported
         log.exception("version %s: search index not loaded", name)
         return _replace(base, search_error=f"{type(exc).__name__}: {exc}")
@@ -116,18 +122,26 @@ def load_version(
 
 
 def _load_search(
-    meta: dict[str, Any], out: Path, catalogue: Catalogue, spec: EncoderSpec, enc: QueryEncoder
+    meta: dict[str, Any],
+    out: Path,
+    catalogue: Catalogue,
+    spec: EncoderSpec,
+    enc: QueryEncoder,
+    config: ServeConfig,
 ) -> SearchAssets:
     if not spec.name:
         raise VersionLoadError("the version's meta names no encoder; set NIGHTREC_ENCODER")
-    assets = load_assets(find_run_dir(meta, out), catalogue, spec)
-    width = enc.warm(spec)
+    run_dir = find_run_dir(meta, out)
+    assets = load_assets(run_dir, catalogue, spec)
+    model = open_query_model(run_dir, spec, config.query_backend, config.encoder_threads)
+    width = enc.warm(model)
     if width != assets.index.manifest.dim:
         raise VersionLoadError(
             f"encoder {spec.name} gives {width}-d vectors but the index holds "
             f"{assets.index.manifest.dim}-d ones (built with {assets.index.manifest.encoder})"
         )
-    return assets
+    log.info("queries encoded by %s (%s)", model.variant, spec.name)
+    return replace(assets, query_model=model)
 
 
 def _replace(version: Version, **changes: Any) -> Version:

@@ -50,6 +50,7 @@ def readyz() -> tuple[Response, int]:
         index_items=len(search.index) if search is not None else None,
         stale=status.stale,
         reason=reason,
+        query_backend=search.query_model.variant if search is not None else None,
     )
     return jsonify(plain(body)), 200 if ready else 503
 

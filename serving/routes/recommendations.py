@@ -15,7 +15,6 @@ from serving.models import HistoryRecommendations, HistoryRequest, Item, Recomme
 from serving.openapi import operation
 from serving.params import IdListParam, IntParam, check_id, check_int
 from serving.ranking import candidates, history_vector
-from serving.store import Entry
 
 bp = Blueprint("recommendations", __name__)
 
@@ -58,10 +57,11 @@ def user_recommendations(user_id: str, n: int, exclude: frozenset[str]) -> Respo
     return jsonify(plain(body))
 
 
-def pick(entries: Iterable[Entry], n: int, exclude: frozenset[str]) -> list[Item]:
-    """Return the first n entries whose id is not excluded, as response items."""
-    kept = (e for e in entries if not exclude or str(e.item_id) not in exclude)
-    return [Item(e.item_id, round(e.score, 6), e.title) for e in islice(kept, n)]
+def pick(items: Iterable[Item], n: int, exclude: frozenset[str]) -> list[Item]:
+    """Return the first n items whose id is not excluded."""
+    if not exclude:
+        return list(islice(items, n))
+    return list(islice((i for i in items if str(i.item_id) not in exclude), n))
 
 
 @bp.post("/v1/recommendations")

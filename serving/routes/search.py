@@ -27,7 +27,8 @@ N = IntParam("n", "how many items to return", 10, 1, lambda c: c.max_n)
 def search_items(q: str, user_id: str | None, n: int) -> Response:
     """Search the catalogue by meaning, optionally personalised.
 
-    The query is encoded with the encoder the version's items were encoded with, ScaNN gives
+    The query is encoded as the version's items were (by the ONNX export of their encoder
+    when the job found it agrees with them, see NIGHTREC_QUERY_BACKEND), ScaNN gives
     the nearest item texts (`query_score`, a cosine). With a user_id the model knows, the
     user's seen items are dropped and the candidates re-ranked by
     `score = query_score * ((1 - w) + w * cf_score)`, where `cf_score` is the user's CF
@@ -38,7 +39,7 @@ def search_items(q: str, user_id: str | None, n: int) -> Response:
     app = services()
     version = current_version()
     assets = current_search(version)
-    vector = app.encoder.encode(assets.encoder, q)
+    vector = app.encoder.encode(assets.query_model, q)
     config = app.config
     ranked = search(assets, vector, n, config.search_candidates, config.search_cf_weight, user_id)
     cf = ranked.cf.tolist() if ranked.cf is not None else [None] * len(ranked.rows)

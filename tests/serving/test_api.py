@@ -7,6 +7,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
+from schemas.manifest import QUERY_ENCODER_DIR
+from schemas.text_onnx import read_manifest
 from tests.serving import catalogue
 from tests.serving.conftest import TOP_N
 
@@ -206,7 +208,8 @@ def test_bad_history_bodies_are_400(client, body, field):
     assert response.get_json()["error"]["parameter"] == field
 
 
-def test_readiness_and_metrics(client):
+def test_readiness_and_metrics(client, published):
+    chosen = read_manifest(published.out / "runs" / "v1" / QUERY_ENCODER_DIR).backend
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json() == {
@@ -217,6 +220,7 @@ def test_readiness_and_metrics(client):
         "index_items": len(catalogue.MOVIES),
         "stale": False,
         "reason": None,
+        "query_backend": chosen,
     }
     client.get("/v1/users/1/recommendations")
     client.get("/v1/search?q=zombies")
