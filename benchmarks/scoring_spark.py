@@ -55,7 +55,7 @@ def run_als(spark, data, n: int, users: int, tmp: Path) -> float:
 
 
 def run_stage(spark, data, n: int, users: int, block: int, tmp: Path) -> dict:
-    """Time the job's score_users mapInPandas and the bare kernel on the same users."""
+    """Time the job's score_users mapInPandas (cold, then warm) and the bare kernel."""
     from jobs.score_users import scorer
     from schemas.tables import RECOMMENDATIONS
 
@@ -69,14 +69,18 @@ def run_stage(spark, data, n: int, users: int, block: int, tmp: Path) -> dict:
     frame = spark.read.parquet(str(table)).withColumnRenamed("id", "user_id")
     frame = frame.withColumnRenamed("features", "factors")
     parts = max(1, -(-users // block))
-    recs = frame.repartition(parts).mapInPandas(scorer(broadcast, n), RECOMMENDATIONS.ddl("int", "int"))
-    start = time.perf_counter()
-    recs.write.mode("overwrite").parquet(str(tmp / "recs"))
-    stage = time.perf_counter() - start
+    ddl = RECOMMENDATIONS.ddl("int", "int")
+    recs = frame.repartition(parts).mapInPandas(scorer(broadcast, n), ddl)
+    seconds = []
+    for _ in range(2):  # the first run also starts the Python workers and imports torch
+        start = time.perf_counter()
+        recs.write.mode("overwrite").parquet(str(tmp / "recs"))
+        seconds.append(time.perf_counter() - start)
     broadcast.unpersist()
     start = time.perf_counter()
     top_n_unseen(data.user_vecs[:users], data.item_vecs, ptr[: users + 1], data.seen_indices, n)
-    return {"stage_seconds": stage, "kernel_seconds": time.perf_counter() - start}
+    kernel = time.perf_counter() - start
+    return {"stage_cold_seconds": seconds[0], "stage_seconds": seconds[1], "kernel_seconds": kernel}
 
 
 def run_redis(top, n_items: int, tmp: Path, batch: int = 2000) -> dict:

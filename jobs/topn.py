@@ -288,8 +288,8 @@ def _filter_dtype(device: str) -> torch.dtype:
 
 
 def _group_size(items: int, n: int) -> int:
-    """Items per group: 64, smaller when there would be fewer than 4n groups."""
-    group = 64
+    """Items per group: 16, smaller when there would be fewer than 4n groups."""
+    group = 16
     while group > 1 and items // group < 4 * n:
         group //= 2
     return group

@@ -59,19 +59,9 @@ def rank_row(cols, approx, slack, user, items, n, out_idx, out_scores):  # pragm
     if len(cols) > n:
         kth = -np.partition(-approx, n - 1)[n - 1]  # the n-th largest approximate score
         keep = cols[approx >= kth - slack]
-    d, k = items.shape[1], len(keep)
-    local = np.empty((d, k), dtype=np.float64)
-    for c in range(k):
-        vec = items[keep[c]]
-        for j in range(d):
-            local[j, c] = vec[j]
-    acc = np.zeros(k, dtype=np.float64)
-    for j in range(d):
-        uj = user[j]
-        lane = local[j]
-        # The loop runs across items, so each item's sum still goes in j order.
-        for c in range(k):
-            acc[c] += uj * lane[c]
+    k = len(keep)
+    acc = np.empty(k, dtype=np.float64)
+    exact_dots(user, items, keep, acc)
     exact = acc.astype(np.float32)
     order = np.argsort(-exact, kind="mergesort")  # stable: ties stay in index order
     m = min(n, k)
@@ -79,3 +69,30 @@ def rank_row(cols, approx, slack, user, items, n, out_idx, out_scores):  # pragm
         out_idx[i] = keep[order[i]]
         out_scores[i] = exact[order[i]]
     return m
+
+
+@numba.njit(cache=True, nogil=True)
+def exact_dots(user, items, keep, out):  # pragma: no cover - compiled
+    """Write the float64 in-order dot of user with each kept item row into out.
+
+    Four items at a time: four independent sums keep the FPU busy while each one still
+    adds its products in j order.
+    """
+    d, k = items.shape[1], len(keep)
+    full = k - k % 4
+    for c in range(0, full, 4):
+        v0, v1, v2, v3 = items[keep[c]], items[keep[c + 1]], items[keep[c + 2]], items[keep[c + 3]]
+        a0 = a1 = a2 = a3 = 0.0
+        for j in range(d):
+            uj = user[j]
+            a0 += uj * np.float64(v0[j])
+            a1 += uj * np.float64(v1[j])
+            a2 += uj * np.float64(v2[j])
+            a3 += uj * np.float64(v3[j])
+        out[c], out[c + 1], out[c + 2], out[c + 3] = a0, a1, a2, a3
+    for c in range(full, k):
+        vec = items[keep[c]]
+        acc = 0.0
+        for j in range(d):
+            acc += user[j] * np.float64(vec[j])
+        out[c] = acc

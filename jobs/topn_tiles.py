@@ -94,10 +94,7 @@ def finish_block(
 @numba.njit(cache=True)
 def _floor_key(row_maxima, n, slack):  # pragma: no cover - compiled
     """Return (key below which no item of the row can be in its top n, maxima usable)."""
-    size = len(row_maxima)
-    if n > size:
-        return NEG_INF_KEY + 1, False
-    kth = np.partition(row_maxima, size - n)[size - n]
+    kth = _nth_largest_positive(row_maxima, n)
     if kth < 0:  # n-th maximum not known to be >= +0: keep every unseen item
         return NEG_INF_KEY + 1, False
     floor = np.float64(_value(kth)) - slack
@@ -112,6 +109,37 @@ def _floor_key(row_maxima, n, slack):  # pragma: no cover - compiled
         b16 = 0x8000  # +0 -> -0, the lower of the two zeros
     raw = b16 - 0x10000 if b16 >= 0x8000 else b16
     return max(_key(raw), NEG_INF_KEY + 1), True
+
+
+@numba.njit(cache=True)
+def _nth_largest_positive(values, n):  # pragma: no cover - compiled
+    """Return the n-th largest of the int16 values >= 0, or -1 when fewer than n are >= 0.
+
+    Two 256-bin histograms (high byte, then low byte within the chosen high byte): no sort.
+    """
+    hist = np.zeros(256, dtype=np.int64)
+    for v in values:
+        if v >= 0:
+            hist[v >> 8] += 1
+    high, above = _bin_of_nth(hist, n)
+    if high < 0:
+        return -1
+    hist[:] = 0
+    for v in values:
+        if v >= 0 and v >> 8 == high:
+            hist[v & 0xFF] += 1
+    low, _ = _bin_of_nth(hist, n - above)
+    return np.int32((high << 8) | low)
+
+
+@numba.njit(cache=True, inline="always")
+def _bin_of_nth(hist, n):  # pragma: no cover - compiled
+    """Return (bin holding the n-th largest value, count in higher bins), or (-1, 0)."""
+    above, b = 0, len(hist) - 1
+    while b >= 0 and above + hist[b] < n:
+        above += hist[b]
+        b -= 1
+    return b, above
 
 
 @numba.njit(cache=True, nogil=True)
