@@ -108,10 +108,12 @@ def report(args, secs: float, exact: bool, peak_mb: float, peers: dict, spark: d
     """Print the peers' figures, the Spark and Redis figures, targets, and the last line."""
     ratios = {}
     for name, peer in peers.items():
-        ratios[f"vs_{name}"] = peer["seconds"] / secs
+        # paired: the peer's time over ours on the same users, timed next to it
+        ours = peer.get("ours", secs * peer["users"] / args.users)
+        ratios[f"vs_{name}"] = peer["measured"] / ours
         print(f"{name}: {peer['seconds']:.1f} s for all users (measured {peer['measured']:.1f} s "
-              f"on {peer['users']} users, scaled x{args.users / peer['users']:.1f}); "
-              f"ratio {ratios[f'vs_{name}']:.2f}")  # fmt: skip
+              f"on {peer['users']} users, scaled x{args.users / peer['users']:.1f}); ours on the "
+              f"same users {ours:.2f} s; ratio {ratios[f'vs_{name}']:.2f}")  # fmt: skip
     overhead = spark["stage_seconds"] / spark["kernel_seconds"] - 1
     print(
         f"spark score_users stage on {spark['users']} users: {spark['stage_seconds']:.1f} s "
