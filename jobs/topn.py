@@ -2,16 +2,20 @@
 
 Two passes, testable without Spark:
 
-1. Filter (torch, on CUDA when there is one, else CPU): a block of users times every item in
-   bf16 (float32 where the CPU has no fast bf16), seen items set to -inf, the maximum of each
-   group of `g` items, and a per-row threshold: the n-th largest group maximum, below which
-   no item can be in the top n. Items within a proven rounding bound of it are kept.
-2. Exact (numba, CPU threads): the kept candidates are re-scored by the exact definition in
+1. Filter: a block of users times every item in bf16 (float32 where there is no fast bf16),
+   seen items set to -inf, the maximum of each group of 16 items, and a per-row floor: the
+   n-th largest group maximum, which at least n unseen items reach. Items within a proven
+   rounding bound of it are kept. Engine "tiles" (CPU: item tiles that stay in cache, one
+   block per worker thread, `jobs.topn_tiles`) or "torch" (any device, CUDA when torch
+   sees one: `jobs.topn_torch`).
+2. Exact (numba): the kept candidates are re-scored by the exact definition in
    `jobs.topn_exact` and ranked by score descending, then item index ascending.
 
 The rounding bound makes the result independent of the GEMM (bf16 or float32, CPU or GPU,
 any blocking): lists and scores are identical to a brute-force sort of the exact scores.
 The full user x item score matrix is never built: users are taken `block_rows` at a time.
+Threads: `set_threads` (a Spark task's cores); numba functions are cached on disk, so a
+worker process loads them instead of compiling.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 from jobs.topn_exact import finish_rows
 from jobs.topn_tiles import finish_block, mask_tile, sorted_rows
+from jobs.topn_torch import candidates
 
 DEFAULT_BLOCK_ROWS = 256
 TILE_ITEMS = 2048  # a (block_rows, TILE_ITEMS) bf16 tile stays in L2
@@ -240,44 +245,11 @@ def _torch_block(users: np.ndarray, table: ItemTable, seen, n: int, out: TopN, l
     """Fill rows lo..hi of out through the torch filter (any device) and the exact pass."""
     slack = _slack(users[lo:hi], table)
     ptr = seen[0][lo : hi + 1]
-    indptr, cols, approx = _candidates(users[lo:hi], table, (ptr, seen[1]), n, slack)
+    indptr, cols, approx = candidates(users[lo:hi], table, (ptr, seen[1]), n, slack)
     finish_rows(
         indptr, cols, approx, slack, users[lo:hi].astype(np.float64), table.exact, n,
         out.indices[lo:hi], out.scores[lo:hi], out.counts[lo:hi],
     )  # fmt: skip
-
-
-@torch.inference_mode()
-def _candidates(users: np.ndarray, table: ItemTable, seen, n: int, slack: np.ndarray):
-    """Return CSR (indptr, cols, approx) of the items that may be in each row's top n."""
-    device = table.approx_t.device
-    rows = len(users)
-    u = torch.from_numpy(users).to(device=device, dtype=table.approx_t.dtype)
-    scores = u @ table.approx_t  # (rows, padded items)
-    scores[:, table.count :] = -math.inf
-    seen_ptr, seen_idx = seen
-    flat = seen_idx[seen_ptr[0] : seen_ptr[-1]] + np.repeat(
-        np.arange(rows, dtype=np.int64) * scores.shape[1], np.diff(seen_ptr)
-    )
-    scores.view(-1).index_fill_(0, torch.from_numpy(flat).to(device), -math.inf)
-    groups = scores.view(rows, -1, table.group)
-    maxima = groups.amax(dim=2)
-    # n groups reach the n-th largest maximum, so at least n unseen items score that much.
-    kth = maxima.topk(min(n, maxima.shape[1]), dim=1).values[:, -1].double()
-    if n > maxima.shape[1]:
-        kth.fill_(-math.inf)
-    floor = kth - torch.from_numpy(slack).to(device)
-    live = (maxima.double() >= floor[:, None]) & (maxima > -math.inf)
-    g_row, g_col = live.nonzero(as_tuple=True)
-    vals = groups[g_row, g_col]  # (live groups, group)
-    hit = (vals.double() >= floor[g_row, None]) & (vals > -math.inf)
-    which, offset = hit.nonzero(as_tuple=True)
-    cand_rows = g_row[which]
-    cols = g_col[which] * table.group + offset
-    approx = vals[which, offset].float()
-    indptr = np.zeros(rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cand_rows.cpu().numpy(), minlength=rows), out=indptr[1:])
-    return indptr, cols.cpu().numpy(), approx.cpu().numpy()
 
 
 def _filter_dtype(device: str) -> torch.dtype:
