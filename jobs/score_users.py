@@ -1,7 +1,8 @@
 """Stage `score_users`: every user x every item, seen items masked, exact top-N per user.
 
 Spark only moves data: user factors with each user's seen items go through `mapInPandas`
-in blocks of users, the item factors are broadcast once, and the maths is `jobs.topn`.
+in blocks of users, the item factors are broadcast once, and the maths is `jobs.topn`
+(prepared once per task, with as many threads as the task has cores: `spark.task.cpus`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from pyspark.sql import functions as F
 
 from jobs.context import Context, Stage, StageResult
 from jobs.errors import StageError
-from jobs.topn import top_n_unseen
+from jobs.topn import ItemTable, prepare_items, set_threads, top_n_unseen
 from schemas.tables import INTERACTIONS, ITEM_FACTORS, RECOMMENDATIONS, USER_FACTORS
 
 
 def score_block(
-    block: pd.DataFrame, item_ids: np.ndarray, item_vecs: np.ndarray, position: pd.Index, n: int
+    block: pd.DataFrame, item_ids: np.ndarray, items: ItemTable, position: pd.Index, n: int
 ) -> pd.DataFrame:
     """Return the long-format top-n rows (user_id, item_id, rank, score) of a block of users."""
     users = np.stack(block["factors"].to_numpy()).astype(np.float32, copy=False)
@@ -32,7 +33,7 @@ def score_block(
         raise ValueError("a seen item has no item factors")
     indptr = np.zeros(len(block) + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
-    top = top_n_unseen(users, item_vecs, indptr, seen_idx, n)
+    top = top_n_unseen(users, items, indptr, seen_idx, n)
     valid = top.indices >= 0
     return pd.DataFrame(
         {
@@ -48,10 +49,15 @@ def scorer(broadcast, n: int) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.
     """Return the mapInPandas function scoring each batch of users against the broadcast items."""
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from pyspark import TaskContext
+
+        task = TaskContext.get()
+        set_threads(task.cpus() if task is not None else 1)  # this task's cores, no more
         item_ids, item_vecs = broadcast.value
+        items = prepare_items(item_vecs, n)  # once per task, reused by every block
         position = pd.Index(item_ids)
         for block in batches:
-            yield score_block(block, item_ids, item_vecs, position, n)
+            yield score_block(block, item_ids, items, position, n)
 
     return score
 

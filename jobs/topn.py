@@ -1,17 +1,41 @@
 """Exact top-N over every item for a block of users, with each user's seen items masked.
 
-Plain numpy, testable without Spark. The order is score descending, then item index
-ascending, so results are reproducible and comparable with a brute-force reference. The
-full user x item score matrix is never built: users are taken `block_rows` at a time.
+Two passes, testable without Spark:
+
+1. Filter: a block of users times every item in bf16 (float32 where there is no fast bf16),
+   seen items set to -inf, the maximum of each group of 16 items, and a per-row floor: the
+   n-th largest group maximum, which at least n unseen items reach. Items within a proven
+   rounding bound of it are kept. Engine "tiles" (CPU: item tiles that stay in cache, one
+   block per worker thread, `jobs.topn_tiles`) or "torch" (any device, CUDA when torch
+   sees one: `jobs.topn_torch`).
+2. Exact (numba): the kept candidates are re-scored by the exact definition in
+   `jobs.topn_exact` and ranked by score descending, then item index ascending.
+
+The rounding bound makes the result independent of the GEMM (bf16 or float32, CPU or GPU,
+any blocking): lists and scores are identical to a brute-force sort of the exact scores.
+The full user x item score matrix is never built: users are taken `block_rows` at a time.
+Threads: `set_threads` (a Spark task's cores); numba functions are cached on disk, so a
+worker process loads them instead of compiling.
 """
 
 from __future__ import annotations
 
+import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numba
 import numpy as np
+import torch
 
-DEFAULT_BLOCK_BYTES = 64 * 2**20
+from jobs.topn_exact import finish_rows
+from jobs.topn_tiles import finish_block, mask_tile, sorted_rows
+from jobs.topn_torch import candidates
+
+DEFAULT_BLOCK_ROWS = 256
+TILE_ITEMS = 2048  # a (block_rows, TILE_ITEMS) bf16 tile stays in L2
+MAX_ABS_FACTOR = 2.0**60  # keeps every product and sum far from float32 overflow
+_TINY = 2.0**-126  # smallest normal float32: what flush-to-zero may lose per product
 
 
 @dataclass(frozen=True)
@@ -29,6 +53,25 @@ class TopN:
     counts: np.ndarray
 
 
+@dataclass(frozen=True)
+class ItemTable:
+    """Item factors prepared once for many blocks of users (see `prepare_items`)."""
+
+    engine: str  # "tiles" (CPU, bf16 tiles + numba) or "torch" (any device)
+    approx_t: torch.Tensor  # (d, padded items) in the filter's dtype, on the filter's device
+    exact: np.ndarray  # (items, d) float32, for the exact pass
+    count: int
+    group: int
+    tile: int  # items per tile (engine "tiles")
+    rel_error: float  # bound on |approx - exact| / (|u| max|v|) for this dtype
+    max_norm: float
+    max_abs: float
+
+    def tiles(self) -> list[torch.Tensor]:
+        """Return the contiguous (d, tile) slices of approx_t."""
+        return [t.contiguous() for t in self.approx_t.split(self.tile, dim=1)]
+
+
 def seen_csr(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int):
     """Group (user, item) pairs into CSR arrays (indptr, indices) of each user's seen items."""
     order = np.argsort(user_idx, kind="stable")
@@ -39,84 +82,201 @@ def seen_csr(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int):
     return indptr, indices
 
 
+def default_device() -> str:
+    """Return "cuda" when torch sees a GPU, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def set_threads(threads: int) -> None:
+    """Use `threads` CPU threads for both passes (a Spark task's cores, not the host's)."""
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1 (got {threads})")
+    torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def prepare_items(
+    item_vecs: np.ndarray, n: int, device: str | None = None, engine: str | None = None
+) -> ItemTable:
+    """Return the item side of the kernel for lists of length n.
+
+    Args:
+        item_vecs: (items, d) item factors.
+        n: list length the table will serve.
+        device: "cuda" or "cpu" (default: cuda when torch sees one).
+        engine: "tiles" (CPU only, needs bf16 support) or "torch"; default: tiles on a CPU
+            with fast bf16, else torch.
+    """
+    items = _checked(item_vecs, "item factors")
+    device = device or default_device()
+    dtype = _filter_dtype(device)
+    engine = engine or ("tiles" if device == "cpu" and dtype == torch.bfloat16 else "torch")
+    if engine == "tiles" and (device != "cpu" or dtype != torch.bfloat16):
+        raise ValueError(f"engine 'tiles' needs a CPU with bf16 support (device {device!r})")
+    count, d = items.shape
+    group = _group_size(count, n)
+    tile = min(TILE_ITEMS, max(group, 1 << max(count - 1, 0).bit_length()))
+    padded = np.zeros((math.ceil(count / tile) * tile, d), dtype=np.float32)
+    padded[:count] = items
+    return ItemTable(
+        engine=engine,
+        approx_t=torch.from_numpy(padded.T.copy()).to(device=device, dtype=dtype),
+        exact=items,
+        count=count,
+        group=group,
+        tile=tile,
+        rel_error=_rel_error(dtype, d),
+        max_norm=float(np.sqrt((items.astype(np.float64) ** 2).sum(axis=1)).max(initial=0.0)),
+        max_abs=float(np.abs(items).max(initial=0.0)),
+    )
+
+
+def _rel_error(dtype: torch.dtype, d: int) -> float:
+    """Bound |approx - exact| over sum |u_i v_i| (<= |u| |v|), both sides' roundings included.
+
+    Inputs rounded to the filter's unit, a float32 sum in any order, the output rounded to
+    the unit again; then the exact definition's own float32 rounding; 10% slack on top.
+    """
+    unit = 2.0**-8 if dtype == torch.bfloat16 else 2.0**-24
+    accumulate = (d + 2) * 2.0**-24
+    return ((1 + unit) ** 2 * (1 + accumulate) * (1 + unit) - 1 + 2.0**-23) * 1.1
+
+
 def top_n_unseen(
     user_vecs: np.ndarray,
-    item_vecs: np.ndarray,
+    item_vecs: np.ndarray | ItemTable,
     seen_indptr: np.ndarray,
     seen_indices: np.ndarray,
     n: int,
-    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    device: str | None = None,
 ) -> TopN:
     """Return each user's exact top-n items by dot product, seen items excluded.
 
     Args:
         user_vecs: (users, d) user factors.
-        item_vecs: (items, d) item factors.
+        item_vecs: (items, d) item factors, or an ItemTable from `prepare_items` (reused
+            across calls; it fixes the device).
         seen_indptr: (users + 1,) CSR row pointers into seen_indices.
         seen_indices: item indices each user has seen (duplicates allowed).
         n: list length wanted.
-        block_bytes: memory for one block of scores; sets how many users go at a time.
+        block_rows: users per block of the filter pass.
+        device: "cuda" or "cpu" for the filter pass (default: cuda when available).
     """
-    users, items = user_vecs.shape[0], item_vecs.shape[0]
-    if user_vecs.shape[1] != item_vecs.shape[1]:
+    users = _checked(user_vecs, "user factors")
+    if not isinstance(item_vecs, ItemTable):
+        item_vecs = prepare_items(item_vecs, n, device)
+    table = item_vecs
+    n_users, n_eff = users.shape[0], max(0, min(n, table.count))
+    if users.shape[1] != table.exact.shape[1]:
         raise ValueError(
             f"user and item factors must have the same width "
-            f"(got {user_vecs.shape[1]} and {item_vecs.shape[1]})"
+            f"(got {users.shape[1]} and {table.exact.shape[1]})"
         )
-    if len(seen_indptr) != users + 1:
-        raise ValueError(f"seen_indptr must have users + 1 = {users + 1} entries")
-    n_eff = max(0, min(n, items))
+    if len(seen_indptr) != n_users + 1:
+        raise ValueError(f"seen_indptr must have users + 1 = {n_users + 1} entries")
     out = TopN(
-        indices=np.full((users, n_eff), -1, dtype=np.int32),
-        scores=np.full((users, n_eff), -np.inf, dtype=np.float32),
-        counts=np.zeros(users, dtype=np.int32),
+        indices=np.full((n_users, n_eff), -1, dtype=np.int32),
+        scores=np.full((n_users, n_eff), -np.inf, dtype=np.float32),
+        counts=np.zeros(n_users, dtype=np.int32),
     )
-    if n_eff == 0 or users == 0:
+    if n_eff == 0 or n_users == 0:
         return out
-    item_t = np.ascontiguousarray(item_vecs, dtype=np.float32).T
-    rows = max(1, block_bytes // (4 * items))
-    for start in range(0, users, rows):
-        stop = min(users, start + rows)
-        scores = np.asarray(user_vecs[start:stop], dtype=np.float32) @ item_t
-        _mask_seen(scores, seen_indptr[start : stop + 1], seen_indices)
-        idx, val = _select(scores, n_eff)
-        out.indices[start:stop] = idx
-        out.scores[start:stop] = val
-    finite = np.isfinite(out.scores)
-    out.indices[~finite] = -1
-    out.counts[:] = finite.sum(axis=1)
+    seen = np.asarray(seen_indptr, dtype=np.int64), np.asarray(seen_indices, dtype=np.int64)
+    starts = range(0, n_users, max(1, block_rows))
+    blocks = [(lo, min(n_users, lo + max(1, block_rows))) for lo in starts]
+    if table.engine == "torch":
+        for lo, hi in blocks:
+            _torch_block(users, table, seen, n_eff, out, lo, hi)
+        return out
+    workers = min(len(blocks), numba.get_num_threads())
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # one block per worker thread; torch must not fan out as well
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            jobs = [
+                pool.submit(_tile_blocks, users, table, seen, n_eff, out, blocks[w::workers])
+                for w in range(workers)
+            ]
+            for job in jobs:
+                job.result()
+    finally:
+        torch.set_num_threads(previous)
     return out
 
 
-def _mask_seen(scores: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> None:
-    """Set the seen items of each row of a block to -inf, in place."""
-    lo, hi = indptr[0], indptr[-1]
-    cols = indices[lo:hi]
-    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-    scores[rows, cols] = -np.inf
+def _slack(users: np.ndarray, table: ItemTable) -> np.ndarray:
+    """Return 2M per row: both scores of any item lie within M of the true product."""
+    u64 = users.astype(np.float64)
+    norms = np.sqrt((u64**2).sum(axis=1))
+    # flush-to-zero of subnormal inputs and products loses at most _TINY per term
+    tiny = _TINY * users.shape[1] * (2 + np.abs(users).max(axis=1) + table.max_abs)
+    return 2 * (table.rel_error * norms * table.max_norm + tiny)
 
 
-def _select(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the n best (index, score) per row, ordered by score desc then index asc."""
-    if n == scores.shape[1]:
-        idx = np.broadcast_to(np.arange(n), scores.shape).copy()
-    else:
-        idx = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-        _fix_boundary_ties(scores, idx, n)
-    val = np.take_along_axis(scores, idx, axis=1)
-    # lexsort's last key is primary: score descending, then index ascending.
-    order = np.lexsort((idx, -val), axis=1)
-    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(val, order, axis=1)
+def _tile_blocks(users, table: ItemTable, seen, n: int, out: TopN, blocks) -> None:
+    """Score the given (lo, hi) blocks of users one after another on this thread (tiles)."""
+    tiles = table.tiles()
+    rows = max(hi - lo for lo, hi in blocks)
+    buf = torch.empty((len(tiles), rows, table.tile), dtype=torch.bfloat16)
+    raw = buf.view(torch.int16)
+    bits = raw.numpy()
+    per_tile = table.tile // table.group
+    maxima = torch.empty((rows, len(tiles), per_tile), dtype=torch.int16)
+    for lo, hi in blocks:
+        size = hi - lo
+        u = torch.from_numpy(users[lo:hi]).to(torch.bfloat16)
+        ptr, idx = sorted_rows(seen[0][lo : hi + 1], seen[1])
+        cursor = ptr[:-1].copy()
+        for k, tile in enumerate(tiles):
+            torch.mm(u, tile, out=buf[k, :size])
+            mask_tile(bits[k, :size], k * table.tile, table.count, ptr, idx, cursor)
+            # raw int16 maxima: exact for values >= +0, an upper bound of +0 otherwise
+            torch.amax(raw[k, :size].view(size, per_tile, table.group), dim=2,
+                       out=maxima[:size, k])  # fmt: skip
+        finish_block(
+            bits[:, :size], maxima[:size].view(size, -1).numpy(), table.group, n,
+            _slack(users[lo:hi], table), users[lo:hi].astype(np.float64), table.exact,
+            out.indices[lo:hi], out.scores[lo:hi], out.counts[lo:hi],
+        )  # fmt: skip
 
 
-def _fix_boundary_ties(scores: np.ndarray, idx: np.ndarray, n: int) -> None:
-    """Redo rows where items tied with the n-th score were picked by position, not index."""
-    kth = np.take_along_axis(scores, idx, axis=1).min(axis=1)
-    ties_total = (scores == kth[:, None]).sum(axis=1)
-    ties_taken = (np.take_along_axis(scores, idx, axis=1) == kth[:, None]).sum(axis=1)
-    # Rows whose cut falls in -inf hold every finite item already; the rest must be exact.
-    for r in np.flatnonzero((ties_total > ties_taken) & np.isfinite(kth)):
-        row = scores[r]
-        above = np.flatnonzero(row > kth[r])
-        level = np.flatnonzero(row == kth[r])[: n - len(above)]
-        idx[r] = np.concatenate([above, level])
+def _torch_block(users: np.ndarray, table: ItemTable, seen, n: int, out: TopN, lo: int, hi: int):
+    """Fill rows lo..hi of out through the torch filter (any device) and the exact pass."""
+    slack = _slack(users[lo:hi], table)
+    ptr = seen[0][lo : hi + 1]
+    indptr, cols, approx = candidates(users[lo:hi], table, (ptr, seen[1]), n, slack)
+    finish_rows(
+        indptr, cols, approx, slack, users[lo:hi].astype(np.float64), table.exact, n,
+        out.indices[lo:hi], out.scores[lo:hi], out.counts[lo:hi],
+    )  # fmt: skip
+
+
+def _filter_dtype(device: str) -> torch.dtype:
+    """bf16 where the device multiplies it fast (CUDA, CPUs with AVX512-BF16/AMX)."""
+    if device.startswith("cuda"):
+        return torch.bfloat16
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+
+
+def _group_size(items: int, n: int) -> int:
+    """Items per group: 16, smaller when there would be fewer than 4n groups."""
+    group = 16
+    while group > 1 and items // group < 4 * n:
+        group //= 2
+    return group
+
+
+def _checked(vecs: np.ndarray, what: str) -> np.ndarray:
+    """Return vecs as C-contiguous float32 (rows, d), or raise naming the first bad row."""
+    arr = np.ascontiguousarray(vecs, dtype=np.float32)
+    if arr.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D array (got shape {arr.shape})")
+    bad = ~(np.abs(arr) < MAX_ABS_FACTOR).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{what} row {row} holds a value that is not finite or exceeds 2**60 in "
+            f"magnitude ({arr[row][~(np.abs(arr[row]) < MAX_ABS_FACTOR)][0]!r})"
+        )
+    return arr

@@ -105,9 +105,9 @@ def build_services(config: ServeConfig, background: bool = True) -> Services:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from serving.routes import items, ops, recommendations, search
+    from serving.routes import explore, items, ops, recommendations, search, users, version
 
-    for module in (recommendations, items, search, ops):
+    for module in (recommendations, users, items, search, version, ops, explore):
         app.register_blueprint(module.bp)
 
 

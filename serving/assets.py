@@ -1,8 +1,10 @@
 """What search needs from a run's files, loaded once per version: the ScaNN index, the CF
-factors and every user's seen items, all aligned to the index rows.
+factors and every user's interactions (seen items, history), all aligned to the index rows;
+and the run's quality record.
 
 The Parquet tables are read with pyarrow (no Spark in the API). Memory is about
-4 x (users + items) x (cf_dim + 1) bytes for the factors plus 4 bytes per interaction.
+4 x (users + items) x (cf_dim + 1) bytes for the factors plus 12 bytes per interaction
+(see `serving.histories`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from schemas.manifest import RUN_MANIFEST, ManifestError, RunManifest
 from schemas.text import EncoderSpec
+from serving.histories import Histories, build_histories
 from serving.item_index import ItemIndex
 from serving.store import Catalogue
 
 log = logging.getLogger("nightrec.serving")
-NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
 class AssetsError(RuntimeError):
@@ -36,7 +39,8 @@ class SearchAssets:
         item_cf: (rows, d) CF item factors by index row (zeros for an item without any).
         user_cf: (users, d) CF user factors; score(u, i) = user_cf[u] @ item_cf[i].
         user_rows: the user's row in user_cf, by the string form of the user id.
-        seen: the index rows each user interacted with, by the string form of the user id.
+        histories: every user's interactions (index rows, ratings, times), by the string
+            form of the user id.
         encoder: the encoder queries are encoded with (the one the index was built with).
         query_model: what encodes queries (see `serving.query_encoder.open_query_model`);
             set once the version's encoder is opened.
@@ -47,7 +51,7 @@ class SearchAssets:
     item_cf: np.ndarray
     user_cf: np.ndarray
     user_rows: dict[str, int]
-    seen: dict[str, np.ndarray]
+    histories: Histories
     encoder: EncoderSpec
     query_model: Any = None
 
@@ -57,8 +61,8 @@ class SearchAssets:
         return None if row is None else self.user_cf[row]
 
     def seen_rows(self, user_key: str) -> np.ndarray:
-        """Return the index rows the user has interacted with (empty when none)."""
-        return self.seen.get(user_key, NO_ROWS)
+        """Return the sorted index rows the user has interacted with (empty when none)."""
+        return self.histories.seen_rows(user_key)
 
 
 def find_run_dir(meta: dict[str, Any], out: Path) -> Path:
@@ -102,7 +106,7 @@ def load_assets(run_dir: Path, catalogue: Catalogue, encoder: EncoderSpec) -> Se
         item_cf=item_cf,
         user_cf=user_cf,
         user_rows={str(user_id): row for row, user_id in enumerate(user_ids)},
-        seen=read_seen(run_dir / "interactions", index),
+        histories=read_histories(run_dir / "interactions", index),
         encoder=encoder,
     )
 
@@ -128,23 +132,32 @@ def read_factors(path: Path, id_col: str) -> tuple[list[Any], np.ndarray]:
     return ids, values.reshape(len(column), width)
 
 
-def read_seen(path: Path, index: ItemIndex) -> dict[str, np.ndarray]:
-    """Read the interactions table into the sorted index rows each user interacted with."""
-    import pandas as pd
+def read_histories(path: Path, index: ItemIndex) -> Histories:
+    """Read the interactions table into every user's history (see `serving.histories`)."""
+    table = _read_parquet(path, ["user_id", "item_id", "rating", "timestamp"])
+    rows = index_rows(index, table.column("item_id").to_pandas())
+    return build_histories(
+        table.column("user_id").to_pandas(),
+        rows,
+        table.column("rating").to_numpy(),
+        table.column("timestamp").to_numpy(),
+    )
 
-    frame = _read_parquet(path, ["user_id", "item_id"]).to_pandas()
-    codes, users = pd.factorize(frame["user_id"])
-    rows = index_rows(index, frame["item_id"])
-    codes, rows = codes[rows >= 0], rows[rows >= 0]
-    if len(rows) == 0:
-        return {}
-    order = np.lexsort((rows, codes))
-    codes, rows = codes[order], rows[order]
-    keep = np.r_[True, (codes[1:] != codes[:-1]) | (rows[1:] != rows[:-1])]
-    codes, rows = codes[keep], rows[keep]
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    keys = [str(users[c]) for c in codes[starts].tolist()]
-    return dict(zip(keys, np.split(rows, starts[1:]), strict=True))
+
+def read_quality(meta: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Return the quality record of a version's run: its manifest.json's, else the meta's.
+
+    The manifest is the run's own record (an `evaluate` rerun updates it); the copy in the
+    version's meta is what publish saw, used when the run's directory is not mounted.
+    """
+    quality: Any
+    try:
+        text = (find_run_dir(meta, out) / RUN_MANIFEST).read_text(encoding="utf-8")
+        quality = RunManifest.from_json(text).quality
+    except (AssetsError, OSError, ManifestError, UnicodeDecodeError) as exc:
+        log.warning("quality of run %s from the version meta: %s", meta.get("run_id"), exc)
+        quality = meta.get("quality")
+    return dict(quality) if isinstance(quality, dict) else {}
 
 
 def _read_parquet(path: Path, columns: list[str]) -> Any:

@@ -59,6 +59,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_exclude", int, "most item ids in exclude= or a history body", positive),
     Setting("search_candidates", int, "ScaNN candidates re-ranked per search", positive),
     Setting("search_cf_weight", float, "weight of the CF part in personal search", fraction),
+    Setting(
+        "search_margin",
+        float,
+        "personal search re-ranks matches within this cosine of the best one",
+        non_negative,
+    ),
     Setting("query_cache_size", int, "query vectors kept (LRU; 0 = none)", non_negative),
     Setting("encoder", str, "query encoder (default: the encoder the version was built with)"),
     Setting("encoder_device", str, "cpu or cuda (default: cuda when present)"),
@@ -98,6 +104,7 @@ class ServeConfig:
     max_exclude: int = 500
     search_candidates: int = 200
     search_cf_weight: float = 0.3
+    search_margin: float = 0.1
     query_cache_size: int = 1024
     encoder: str | None = None
     encoder_device: str | None = None

@@ -92,6 +92,55 @@ class HistoryRecommendations:
 
 
 @dataclass(frozen=True)
+class HistoryItem:
+    """One interaction of a user: the item, its title, the rating and when it happened.
+
+    `timestamp` is in epoch seconds (UTC); 0 when the input had no time column. `rating` is
+    1.0 for every interaction when the input had no rating column.
+    """
+
+    item_id: ItemId
+    title: str
+    rating: float
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class UserHistory:
+    """A user's interactions in the version's training data, most recent first.
+
+    `total` counts all of them, `items` holds the first n. A user the version holds no
+    interactions of gets `"total": 0` and an empty list (not a 404: user ids are open-ended,
+    and the recommendations of such a user are the popular list).
+    """
+
+    user_id: ItemId
+    version: str
+    total: int
+    items: list[HistoryItem]
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """The version this worker serves: where it came from and how well its run measured.
+
+    `quality` is the quality record of the run's manifest.json as the job wrote it (held-out
+    metrics of the model and of the popularity baseline); its keys belong to the job and may
+    change between releases. Empty when the run did not evaluate. `search` says whether
+    search, cold start and history are served (their index and run files are loaded).
+    """
+
+    version: str
+    run_id: str
+    generated_at: str
+    users: int | None
+    items: int
+    encoder: str
+    search: bool
+    quality: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Health:
     """The process is up."""
 

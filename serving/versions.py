@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from schemas.text import EncoderSpec
-from serving.assets import SearchAssets, find_run_dir, load_assets
+from serving.assets import SearchAssets, find_run_dir, load_assets, read_quality
 from serving.config import ServeConfig
 from serving.errors import unavailable
 from serving.models import Item
@@ -52,6 +52,7 @@ class Version:
         popular: the popular list, decoded once.
         search: the index and what re-ranks it; None when they could not be loaded.
         search_error: why `search` is None.
+        quality: the run's quality record (see `read_quality`; empty when not measured).
     """
 
     name: str
@@ -61,6 +62,7 @@ class Version:
     popular: list[Item]
     search: SearchAssets | None = None
     search_error: str | None = None
+    quality: dict[str, Any] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -104,7 +106,8 @@ def load_version(
     except LookupError as exc:
         raise VersionLoadError(str(exc)) from None
     item_rows = {str(item_id): i for i, item_id in enumerate(catalogue.item_ids)}
-    base = Version(name, meta, catalogue, item_rows, store.popular_list(name))
+    popular = store.popular_list(name)
+    base = Version(name, meta, catalogue, item_rows, popular, quality=read_quality(meta, out))
     spec = EncoderSpec(
         name=config.encoder or str(meta.get("encoder") or ""),
         device=config.encoder_device,

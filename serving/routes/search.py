@@ -30,18 +30,27 @@ def search_items(q: str, user_id: str | None, n: int) -> Response:
     The query is encoded as the version's items were (by the ONNX export of their encoder
     when the job found it agrees with them, see NIGHTREC_QUERY_BACKEND), ScaNN gives
     the nearest item texts (`query_score`, a cosine). With a user_id the model knows, the
-    user's seen items are dropped and the candidates re-ranked by
+    user's seen items are dropped, and the unseen matches within NIGHTREC_SEARCH_MARGIN of
+    the best query score (at least n of them) are re-ranked by
     `score = query_score * ((1 - w) + w * cf_score)`, where `cf_score` is the user's CF
-    score min-max normalised over the candidates and w is NIGHTREC_SEARCH_CF_WEIGHT: the
-    user's taste re-orders matching items but cannot lift one that does not match. Without
-    a user_id (or for a user the model does not know) the order is purely semantic.
+    score min-max normalised over them and w is NIGHTREC_SEARCH_CF_WEIGHT: the user's taste
+    re-orders matching items but cannot pull in one that barely matches. Without a user_id
+    (or for a user the model does not know) the order is purely semantic.
     """
     app = services()
     version = current_version()
     assets = current_search(version)
     vector = app.encoder.encode(assets.query_model, q)
     config = app.config
-    ranked = search(assets, vector, n, config.search_candidates, config.search_cf_weight, user_id)
+    ranked = search(
+        assets,
+        vector,
+        n,
+        config.search_candidates,
+        config.search_cf_weight,
+        user_id,
+        config.search_margin,
+    )
     cf = ranked.cf.tolist() if ranked.cf is not None else [None] * len(ranked.rows)
     items = [
         SearchItem(

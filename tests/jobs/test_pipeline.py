@@ -140,3 +140,40 @@ def test_bundled_sample_every_user_gets_n_unseen_and_redis_matches_parquet(
     lists = parquet_lists(spark, tmp_path, "ml")
     for user in lists:
         assert [e.item_id for e in store.user_list("ml", user)] == lists[user]
+    _search_the_sample_for_zombies(tmp_path, redis_url)
+
+
+def _search_the_sample_for_zombies(out, redis_url):
+    """The API over the sample's version: "scary zombie movies" gives horror titles, zombie
+    films among the first, and a user's personal answer leaves out what the user has seen."""
+    import csv
+
+    from serving.app import create_app
+    from serving.config import build_serve_config
+
+    with (SAMPLE / "movies.csv").open(newline="", encoding="utf-8") as handle:
+        genres = {int(row["movieId"]): row["genres"] for row in csv.DictReader(handle)}
+    with (SAMPLE / "ratings.csv").open(newline="", encoding="utf-8") as handle:
+        seen: dict[int, set[int]] = {}
+        for row in csv.DictReader(handle):
+            seen.setdefault(int(row["userId"]), set()).add(int(row["movieId"]))
+    config = build_serve_config({"out": str(out), "redis_url": redis_url}, {})
+    client = create_app(config, background=False).test_client()
+    query = {"q": "scary zombie movies", "n": 10}
+
+    semantic = client.get("/v1/search", query_string=query).get_json()["items"]
+    # Title words count too: "Scary Movie 2" (tagged Comedy only) comes about 7th.
+    assert all("Horror" in genres[i["item_id"]] for i in semantic[:5])
+    assert sum("zombie" in i["title"].lower() for i in semantic) >= 3
+    found = {i["item_id"] for i in semantic}
+    fan = max(sorted(seen), key=lambda user: len(seen[user] & found))
+    personal = client.get("/v1/search", query_string={**query, "user_id": fan}).get_json()
+    assert personal["ranking"] == "personal" and len(seen[fan] & found) >= 3
+    assert not {i["item_id"] for i in personal["items"]} & seen[fan]
+    assert all("Horror" in genres[i["item_id"]] for i in personal["items"][:5])
+    # Re-ranked: the fan's unseen matches within 0.1 of the best match, at least n of them.
+    wide = client.get("/v1/search", query_string={**query, "n": 60}).get_json()["items"]
+    unseen = [i for i in wide if i["item_id"] not in seen[fan]]
+    head = [i for i in unseen if i["score"] >= wide[0]["score"] - 0.1]
+    head = head if len(head) >= 10 else unseen[:10]
+    assert {i["item_id"] for i in personal["items"]} <= {i["item_id"] for i in head}

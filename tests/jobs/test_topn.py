@@ -4,18 +4,36 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from jobs.topn import seen_csr, top_n_unseen
+from benchmarks.synthetic import Shape, generate
+from jobs.topn import prepare_items, seen_csr, top_n_unseen
+from jobs.topn_exact import exact_scores
+
+ENGINES = ["torch"]
+if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    ENGINES.append("tiles")
 
 
 def brute_force(users, items, seen: list[set], n):
     """Sort every item of every user by (-score, index), drop seen ones, keep n."""
-    scores = users.astype(np.float32) @ items.astype(np.float32).T
+    scores = exact_scores(users, items)
     lists = []
     for u, row in enumerate(scores):
         order = sorted((j for j in range(len(row)) if j not in seen[u]), key=lambda j: (-row[j], j))
         lists.append(order[:n])
     return scores, lists
+
+
+def assert_matches_brute_force(top, users, items, seen: list[set], n):
+    """Lists, scores (bit for bit) and counts equal the brute-force reference's."""
+    scores, expected = brute_force(users, items, seen, n)
+    for u in range(len(users)):
+        got = top.indices[u, : top.counts[u]].tolist()
+        assert got == expected[u], f"user {u}"
+        assert top.counts[u] == min(n, len(items) - len(seen[u]))
+        assert np.array_equal(top.scores[u, : top.counts[u]], scores[u, expected[u]])
+        assert (top.indices[u, top.counts[u] :] == -1).all()
 
 
 def random_case(rng, n_users, n_items, dim, max_seen, integer=False):
@@ -35,24 +53,78 @@ def random_case(rng, n_users, n_items, dim, max_seen, integer=False):
     return users, items, seen, seen_csr(u_idx, i_idx, n_users)
 
 
+def seen_sets(data) -> list[set]:
+    ptr = data.seen_indptr
+    return [set(data.seen_indices[ptr[u] : ptr[u + 1]].tolist()) for u in range(len(ptr) - 1)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("integer", [False, True])
-@pytest.mark.parametrize("block_bytes", [4 * 50, 64 * 2**20])
-def test_matches_brute_force(integer, block_bytes):
+@pytest.mark.parametrize("block_rows", [7, 256])
+def test_matches_brute_force(engine, integer, block_rows):
     rng = np.random.default_rng(7)
     users, items, seen, (indptr, indices) = random_case(rng, 40, 50, 4, 45, integer)
+    table = prepare_items(items, 10, device="cpu", engine=engine)
 
-    top = top_n_unseen(users, items, indptr, indices, 10, block_bytes=block_bytes)
+    top = top_n_unseen(users, table, indptr, indices, 10, block_rows=block_rows)
 
-    scores, expected = brute_force(users, items, seen, 10)
-    for u in range(len(users)):
-        got = top.indices[u, : top.counts[u]].tolist()
-        assert got == expected[u]
-        assert top.counts[u] == min(10, 50 - len(seen[u]))
-        # GEMM rounding depends on the block's shape: scores agree to float32 precision.
-        np.testing.assert_allclose(
-            top.scores[u, : top.counts[u]], scores[u, expected[u]], rtol=1e-6, atol=1e-6
-        )
-        assert (top.indices[u, top.counts[u] :] == -1).all()
+    assert_matches_brute_force(top, users, items, seen, 10)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("ties", [False, True])
+def test_generated_data_with_heavy_users_matches_brute_force(engine, ties):
+    # 2500 items: two tiles of 2048 on the CPU engine
+    shape = Shape(users=60, items=2500, interactions=60 * 150, dim=8, min_seen=3)
+    data = generate(shape, ties=ties)
+    seen = seen_sets(data)
+    seen[0] = set(range(5, 2500))  # fewer than n unseen items
+    seen[1] = set(range(2500))  # nothing left
+    seen[2] = set(range(0, 2500, 2))  # half the catalogue
+    pairs = np.array([(u, i) for u, s in enumerate(seen) for i in s])
+    indptr, indices = seen_csr(pairs[:, 0], pairs[:, 1], len(seen))
+    table = prepare_items(data.item_vecs, 10, device="cpu", engine=engine)
+    assert table.group == 16  # the grouped threshold is what is exercised
+
+    top = top_n_unseen(data.user_vecs, table, indptr, indices, 10, block_rows=32)
+
+    assert_matches_brute_force(top, data.user_vecs, data.item_vecs, seen, 10)
+    assert top.counts[:2].tolist() == [5, 0]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rows_whose_scores_are_all_negative(engine):
+    # No group maximum is >= +0: the threshold cannot be trusted and every item is ranked.
+    rng = np.random.default_rng(3)
+    users = -np.abs(rng.standard_normal((9, 6))).astype(np.float32)
+    items = np.abs(rng.standard_normal((300, 6))).astype(np.float32)
+    items[::7] = 0  # exact zeros: -0 and +0 scores
+    seen = [set(rng.choice(300, 20, replace=False).tolist()) for _ in range(9)]
+    pairs = np.array([(u, i) for u, s in enumerate(seen) for i in s])
+    indptr, indices = seen_csr(pairs[:, 0], pairs[:, 1], 9)
+    table = prepare_items(items, 5, device="cpu", engine=engine)
+
+    top = top_n_unseen(users, table, indptr, indices, 5)
+
+    assert_matches_brute_force(top, users, items, seen, 5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_filter_matches_brute_force():
+    data = generate(Shape(users=300, items=2000, interactions=300 * 60, dim=16, max_seen=1990))
+
+    top = top_n_unseen(
+        data.user_vecs, data.item_vecs, data.seen_indptr, data.seen_indices, 20, device="cuda"
+    )
+
+    assert_matches_brute_force(top, data.user_vecs, data.item_vecs, seen_sets(data), 20)
+
+
+def test_cuda_is_the_default_device_only_when_torch_sees_one():
+    from jobs.topn import default_device
+
+    assert default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_all_ties_are_broken_by_item_index():
@@ -102,3 +174,10 @@ def test_checkerboard_top_item_is_the_withheld_diagonal():
 def test_rejects_factors_of_different_width():
     with pytest.raises(ValueError, match="same width"):
         top_n_unseen(np.ones((1, 3)), np.ones((2, 2)), np.array([0, 0]), np.array([]), 1)
+
+
+def test_rejects_non_finite_factors_naming_the_row():
+    users = np.ones((3, 2), dtype=np.float32)
+    users[2, 1] = np.nan
+    with pytest.raises(ValueError, match="user factors row 2 .*nan"):
+        top_n_unseen(users, np.ones((4, 2)), np.zeros(4, dtype=np.int64), np.array([]), 1)

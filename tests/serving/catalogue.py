@@ -55,13 +55,19 @@ DRAMA = {
     1704: ("Good Will Hunting (1997)", "Drama|Romance"),
     2324: ("Life Is Beautiful (La Vita è bella) (1997)", "Comedy|Drama|Romance|War"),
 }
+MARKUP = {  # nobody rated it; its title tests that pages show text as text
+    424243: (
+        '<img src=x onerror="document.title=1"> Tax & <b>Audit</b> Ledger (2001)',
+        "Documentary",
+    ),
+}
 GROUPS = (
     (range(1, 9), {**ZOMBIE, **HORROR}),
     (range(9, 17), ANIMATION),
     (range(17, 24), COMEDY),
     (range(24, 31), DRAMA),
 )
-MOVIES = {**ZOMBIE, **HORROR, **ANIMATION, **COMEDY, **DRAMA}
+MOVIES = {**ZOMBIE, **HORROR, **ANIMATION, **COMEDY, **DRAMA, **MARKUP}
 FAN_SEEN_ZOMBIES = (1794, 8874, 71535)  # user 1 has seen these
 FAN = 1
 NEW_MOVIE = (152077, "Train to Busan (2016)", "Action|Horror|Thriller")

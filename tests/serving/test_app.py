@@ -15,6 +15,9 @@ from serving.store import Catalogue, ListStore
 
 ROUTES = {
     "/v1/users/{user_id}/recommendations": "get",
+    "/v1/users/{user_id}/history": "get",
+    "/v1/version": "get",
+    "/explore": "get",
     "/v1/recommendations": "post",
     "/v1/items/{item_id}/similar": "get",
     "/v1/search": "get",

@@ -27,6 +27,18 @@ def test_cf_reorders_close_matches_but_cannot_lift_a_poor_match():
     np.testing.assert_allclose(ranked.score, ranked.query * (0.7 + 0.3 * ranked.cf), rtol=1e-6)
 
 
+def test_only_matches_within_the_margin_of_the_best_are_re_ranked():
+    rows = np.arange(6)
+    query = np.array([0.77, 0.74, 0.70, 0.66, 0.60, 0.55], dtype=np.float32)
+    cf_raw = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 9.0], dtype=np.float32)  # likes weak matches
+    ranked = blend(rows, query, cf_raw, 0.3, 2, margin=0.1)
+
+    assert ranked.rows.tolist() == [2, 1]  # the head is rows 0-2 (>= 0.67): row 5 stays out
+    np.testing.assert_allclose(ranked.cf, [1.0, 0.5])
+    assert blend(rows, query, cf_raw, 0.3, 4, margin=0.01).rows.tolist() == [3, 2, 1, 0]
+    assert blend(rows, query, cf_raw, 0.3, 2, margin=np.inf).rows.tolist()[0] == 5  # no floor
+
+
 def test_tied_cf_scores_keep_the_semantic_order():
     rows, query = np.array([3, 1, 2]), np.array([0.5, 0.4, 0.3], dtype=np.float32)
     ranked = blend(rows, query, np.full(3, 2.5, dtype=np.float32), 0.3, 3)

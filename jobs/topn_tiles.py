@@ -1,0 +1,152 @@
+"""The CPU filter pass over bf16 score tiles (numba + torch), fused with the exact ranking.
+
+A block of users is multiplied with the items one cache-sized tile at a time (torch bf16,
+AMX/AVX512-BF16). While a tile is still in cache, `mask_tile` sets the seen items to -inf
+and torch takes the maximum of every group of items (as int16 bits: for values >= +0 the
+bits order like the floats, and a negative maximum only says "every value is <= 0").
+`finish_block` then takes, per row, the n-th largest group maximum as a floor (at least n
+unseen items reach it), rescans only the groups that reach the floor minus the rounding
+slack, and ranks those few candidates exactly.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from jobs.topn_exact import rank_row
+
+NEG_INF_BITS = -128  # bf16 -inf (0xFF80) read as int16
+NEG_INF_KEY = -32641  # its key; every finite value has a larger key
+
+
+@numba.njit(cache=True, inline="always")
+def _key(raw):  # pragma: no cover - compiled
+    """Return the key of int16 bf16 bits: keys compare as the floats do (-0 just below +0)."""
+    b = np.int32(raw)
+    return b if b >= 0 else b ^ 0x7FFF
+
+
+@numba.njit(cache=True, inline="always")
+def _value(raw):  # pragma: no cover - compiled
+    """Return the float32 value of int16 bf16 bits."""
+    word = np.array([np.uint32(np.uint16(raw)) << 16], dtype=np.uint32)
+    return word.view(np.float32)[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def mask_tile(tile, lo, count, seen_ptr, seen_idx, cursor):  # pragma: no cover - compiled
+    """Set seen and padding items of one (rows, T) tile of items lo.. to -inf, in place.
+
+    seen_idx must be ascending within each row; cursor[r] is row r's position in it and moves
+    past the items of this tile.
+    """
+    rows, width = tile.shape
+    hi = lo + width
+    for r in range(rows):
+        c, end = cursor[r], seen_ptr[r + 1]
+        while c < end and seen_idx[c] < hi:
+            tile[r, seen_idx[c] - lo] = NEG_INF_BITS
+            c += 1
+        cursor[r] = c
+        for k in range(max(count - lo, 0), width):
+            tile[r, k] = NEG_INF_BITS
+
+
+@numba.njit(cache=True, nogil=True)
+def finish_block(
+    tiles, maxima, group, n, slack, users, items, out_idx, out_scores, out_counts
+):  # pragma: no cover - compiled
+    """Rank every row of a block from its tiles (n_tiles, rows, T) and raw group maxima."""
+    rows, width = tiles.shape[1], tiles.shape[2]
+    per_tile, n_groups = width // group, maxima.shape[1]
+    live = np.empty(n_groups, dtype=np.int64)
+    gathered = np.empty(n_groups * group, dtype=np.int16)
+    cols = np.empty(n_groups * group, dtype=np.int64)
+    words = np.empty(n_groups * group, dtype=np.uint32)
+    for r in range(rows):
+        floor, trusted = _floor_key(maxima[r], n, slack[r])
+        n_live = 0
+        for g in range(n_groups):
+            top = maxima[r, g]
+            # a negative raw maximum only bounds the group by +0
+            if not trusted or (_key(top) if top >= 0 else 0) >= floor:
+                live[n_live] = g
+                n_live += 1
+        # Copy the live groups first: independent loads, so the cache misses overlap.
+        for i in range(n_live):
+            t, start = live[i] // per_tile, (live[i] % per_tile) * group
+            gathered[i * group : (i + 1) * group] = tiles[t, r, start : start + group]
+        m = 0
+        for i in range(n_live * group):
+            v = gathered[i]
+            if _key(v) >= floor:
+                g = live[i // group]
+                cols[m] = (g // per_tile) * width + (g % per_tile) * group + i % group
+                words[m] = np.uint32(np.uint16(v)) << 16  # bf16 bits -> float32 bits
+                m += 1
+        out_counts[r] = rank_row(
+            cols[:m], words[:m].view(np.float32), slack[r], users[r], items, n,
+            out_idx[r], out_scores[r],
+        )  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _floor_key(row_maxima, n, slack):  # pragma: no cover - compiled
+    """Return (key below which no item of the row can be in its top n, maxima usable)."""
+    kth = _nth_largest_positive(row_maxima, n)
+    if kth < 0:  # n-th maximum not known to be >= +0: keep every unseen item
+        return NEG_INF_KEY + 1, False
+    floor = np.float64(_value(kth)) - slack
+    f32 = np.array([np.float32(floor)], dtype=np.float32)
+    if np.float64(f32[0]) > floor:
+        f32[0] = np.nextafter(f32[0], np.float32(-np.inf))
+    b32 = f32.view(np.uint32)[0]
+    b16 = np.int32(b32 >> 16)
+    if (b32 & 0xFFFF) != 0 and b16 >= 0x8000:
+        b16 += 1  # truncating a negative value rounds it up: step one bf16 further down
+    if b16 == 0:
+        b16 = 0x8000  # +0 -> -0, the lower of the two zeros
+    raw = b16 - 0x10000 if b16 >= 0x8000 else b16
+    return max(_key(raw), NEG_INF_KEY + 1), True
+
+
+@numba.njit(cache=True)
+def _nth_largest_positive(values, n):  # pragma: no cover - compiled
+    """Return the n-th largest of the int16 values >= 0, or -1 when fewer than n are >= 0.
+
+    Two 256-bin histograms (high byte, then low byte within the chosen high byte): no sort.
+    """
+    hist = np.zeros(256, dtype=np.int64)
+    for v in values:
+        if v >= 0:
+            hist[v >> 8] += 1
+    high, above = _bin_of_nth(hist, n)
+    if high < 0:
+        return -1
+    hist[:] = 0
+    for v in values:
+        if v >= 0 and v >> 8 == high:
+            hist[v & 0xFF] += 1
+    low, _ = _bin_of_nth(hist, n - above)
+    return np.int32((high << 8) | low)
+
+
+@numba.njit(cache=True, inline="always")
+def _bin_of_nth(hist, n):  # pragma: no cover - compiled
+    """Return (bin holding the n-th largest value, count in higher bins), or (-1, 0)."""
+    above, b = 0, len(hist) - 1
+    while b >= 0 and above + hist[b] < n:
+        above += hist[b]
+        b -= 1
+    return b, above
+
+
+@numba.njit(cache=True, nogil=True)
+def sorted_rows(ptr, idx):  # pragma: no cover - compiled
+    """Return (ptr, idx) of a block's seen lists rebased to 0, each row sorted ascending."""
+    local_ptr = ptr - ptr[0]
+    local = idx[ptr[0] : ptr[-1]].copy()
+    for r in range(len(ptr) - 1):
+        local[local_ptr[r] : local_ptr[r + 1]].sort()
+    return local_ptr, local

@@ -1,0 +1,88 @@
+"""`nightrec serve` (gunicorn) over a published version on a free port, for tests over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from serving.local_redis import free_port
+
+START_SECONDS = 240  # each worker imports TensorFlow and torch on two shared cores
+
+
+@dataclass
+class Server:
+    """A running `nightrec serve`: its address, its process, and how it ended."""
+
+    base: str
+    proc: subprocess.Popen
+    log: Path
+    returncode: int | None = None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def fetch(url: str) -> tuple[int, str]:
+    """GET url; return the status and the body, for error statuses too."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def fetch_json(url: str) -> dict:
+    """GET url and return its JSON body; fail unless the status is 200."""
+    status, body = fetch(url)
+    assert status == 200, f"{url}: {status} {body[:300]}"
+    return json.loads(body)
+
+
+def wait_ready(base: str, proc: subprocess.Popen) -> dict:
+    """Wait until /readyz says 200 and return its body; fail if the process exits first."""
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "nightrec serve exited during start-up"
+        try:
+            status, body = fetch(f"{base}/readyz")
+            if status == 200:
+                return json.loads(body)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"not ready after {START_SECONDS} s")
+
+
+@contextmanager
+def nightrec_serve(published, log: Path, workers: int = 2, threads: int = 2) -> Iterator[Server]:
+    """Run `nightrec serve` over `published` until the block ends, then stop it (SIGTERM).
+
+    The block gets the `Server` once /readyz answers 200; its `returncode` is set after.
+    """
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "jobs", "serve", "--out", str(published.out)),
+        *("--redis-url", published.redis_url, "--port", str(port)),
+        *("--workers", str(workers), "--threads", str(threads)),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NIGHTREC_ENCODER_THREADS": "1"}
+    with log.open("w") as sink:
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        server = Server(f"http://127.0.0.1:{port}", proc, log)
+        try:
+            wait_ready(server.base, proc)
+            yield server
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            server.returncode = proc.wait(timeout=60)
