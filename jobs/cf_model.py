@@ -49,6 +49,8 @@ class CFParams:
             and per item, relative to one positive's negative log-likelihood.
         rating_weight: exponent a of a positive's weight, rating ** a rescaled to mean 1; 0
             treats every interaction alike (plain implicit feedback).
+        recency_half_life: a positive's weight halves for every this many later
+            interactions of the same user (0: no recency weighting); needs timestamps.
         init_std: standard deviation of the initial embeddings.
         seed: seed of the initial embeddings and of the order of users.
     """
@@ -59,6 +61,7 @@ class CFParams:
     learning_rate: float = 0.01
     l2: float = 5.0
     rating_weight: float = 4.0
+    recency_half_life: float = 0.0
     init_std: float = 0.1
     seed: int = 42
 
@@ -74,7 +77,7 @@ class CFParams:
         for name in ("learning_rate", "init_std"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"CFParams.{name} must be > 0 (got {getattr(self, name)})")
-        for name in ("l2", "rating_weight"):
+        for name in ("l2", "rating_weight", "recency_half_life"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"CFParams.{name} must be >= 0 (got {getattr(self, name)})")
 
@@ -155,6 +158,7 @@ def train_cf(
     n_users: int,
     n_items: int,
     params: CFParams = CFParams(),  # noqa: B008 - frozen, so sharing the default is safe
+    timestamp: np.ndarray | None = None,
 ) -> CFFactors:
     """Train the model on (user, item[, rating]) interactions and return its factors.
 
@@ -165,6 +169,8 @@ def train_cf(
         n_users: number of users (rows of user_factors).
         n_items: number of items (rows of item_factors).
         params: hyperparameters.
+        timestamp: (n,) time of each interaction, or None; used only when
+            params.recency_half_life > 0.
 
     Returns:
         The factors and the training history. A repeated interaction counts twice.
@@ -174,6 +180,10 @@ def train_cf(
     n_users, n_items = operator.index(n_users), operator.index(n_items)
     user_idx, item_idx = _check_indices(user_idx, item_idx, n_users, n_items)
     weights = _positive_weights(rating, len(user_idx), params.rating_weight)
+    if timestamp is not None and params.recency_half_life > 0:
+        weights = _rescaled(
+            weights * recency_weights(user_idx, timestamp, params.recency_half_life)
+        )
     start = time.perf_counter()
     model = MultModel(n_users, n_items, params.dim, params.init_std, params.seed)
     optimizer = keras.optimizers.Adam(params.learning_rate)
@@ -238,9 +248,31 @@ def _positive_weights(rating: np.ndarray | None, n: int, exponent: float) -> np.
             f"rating weighting needs positive ratings (the lowest is {rating.min()}); "
             f"shift the ratings or set rating_weight=0"
         )
-    weights = rating**exponent
+    return _rescaled(rating**exponent)
+
+
+def _rescaled(weights: np.ndarray) -> np.ndarray:
+    """Return weights / their mean as float32."""
     # Mean 1 keeps the likelihood on the scale the l2 default was tuned for.
     return (weights / weights.mean()).astype(np.float32)
+
+
+def recency_weights(user_idx: np.ndarray, timestamp: np.ndarray, half_life: float) -> np.ndarray:
+    """Return 0.5 ** (later interactions of the same user / half_life) per interaction.
+
+    Counting interactions rather than seconds makes the decay independent of how often a
+    user comes back; ties in time are broken by position, as in the holdout split.
+    """
+    n = len(user_idx)
+    if len(timestamp) != n:
+        raise ValueError(f"timestamp must have one value per interaction (got {len(timestamp)})")
+    order = np.lexsort((np.arange(n), np.asarray(timestamp), np.asarray(user_idx)))
+    sorted_users = np.asarray(user_idx)[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    later = np.empty(n, dtype=np.float64)
+    later[order] = np.repeat(starts + sizes, sizes) - 1 - np.arange(n)
+    return 0.5 ** (later / half_life)
 
 
 def _make_step(model: MultModel, optimizer, l2: float, n_users: int):

@@ -57,6 +57,19 @@ def _stages(text: str) -> tuple[str, ...]:
     return names
 
 
+BASELINE_NAMES = ("popularity", "item_knn", "ease", "implicit_als", "spark_als")
+
+
+def _baselines(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in str(text).split(",") if s.strip())
+    unknown = [s for s in names if s not in BASELINE_NAMES]
+    if unknown:
+        raise ValueError(
+            f"unknown baseline {unknown[0]!r} (baselines: {', '.join(BASELINE_NAMES)})"
+        )
+    return names
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("data", str, "MovieLens-layout directory (ratings.csv, movies.csv)"),
     Setting("interactions", str, "interactions file or directory (CSV/Parquet, any URI)"),
@@ -99,6 +112,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("eval_holdout", int, "held-out interactions per user (0 = skip)"),
     Setting("eval_k", int, "cut-off K of the evaluation metrics", positive),
     Setting("eval_min_rating", float, "rating from which a held-out item is relevant"),
+    Setting("eval_baselines", _baselines, "baselines the evaluate stage runs ('' = none)"),
+    Setting("gate_max_drop", float, "refuse to publish when NDCG@K drops by more", fraction),
+    Setting("force_publish", parse_bool, "publish even when the quality gate fails"),
     Setting("verbose", parse_bool, "print Spark's own log lines"),
 )
 
@@ -148,6 +164,9 @@ class JobConfig:
     eval_holdout: int = 10
     eval_k: int = 10
     eval_min_rating: float = 4.0
+    eval_baselines: tuple[str, ...] = ("popularity",)
+    gate_max_drop: float = 0.1
+    force_publish: bool = False
     verbose: bool = False
 
     @property
@@ -160,6 +179,7 @@ class JobConfig:
         if values["redis_url"]:
             values["redis_url"] = redact_url(values["redis_url"])
         values["stages"] = list(values["stages"])
+        values["eval_baselines"] = list(values["eval_baselines"])
         return values
 
 
