@@ -84,16 +84,20 @@ def implicit_als(
 ) -> Factors:
     """Train implicit's conjugate-gradient ALS (Hu, Koren, Volinsky 2008) on X."""
     from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
 
-    model = AlternatingLeastSquares(
-        factors=factors,
-        regularization=reg,
-        alpha=alpha,
-        iterations=iters,
-        random_state=42,
-        num_threads=0,
-    )
-    model.fit(x.tocsr(), show_progress=False)
+    # implicit parallelises over users itself; BLAS threads inside that only oversubscribe
+    # (it checks, and warns, when the model is built).
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=factors,
+            regularization=reg,
+            alpha=alpha,
+            iterations=iters,
+            random_state=42,
+            num_threads=0,
+        )
+        model.fit(x.tocsr(), show_progress=False)
     return np.asarray(model.user_factors), np.asarray(model.item_factors)
 
 
