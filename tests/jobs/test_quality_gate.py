@@ -11,7 +11,8 @@ from jobs.pipeline import RunFailed, run_job
 from jobs.quality_gate import gate_check, published_quality
 from schemas.redis_layout import Keys
 from serving.store import ListStore
-from tests.jobs.test_pipeline import board_dir, config  # noqa: F401 - board_dir is a fixture
+from tests.jobs.test_pipeline import TINY_MODEL, TOP_N
+from tests.movielens import checkerboard, job_config, write_movielens
 
 
 def quality(ndcg: float, k: int = 10, protocol: str = "p") -> dict:
@@ -50,23 +51,31 @@ def test_published_quality_reads_the_current_versions_meta(redis_url):
     assert published_quality(client, keys) == ("v1", quality(0.2))
 
 
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    return write_movielens(tmp_path_factory.mktemp("board"), *checkerboard(12))
+
+
+def config(data, out, redis_url, run_id, **extra):
+    return job_config(
+        data, out, redis_url, run_id, top_n=TOP_N, similar_n=4, **{**TINY_MODEL, **extra}
+    )
+
+
 # Huge L2 squeezes every user embedding to zero: the lists fall back to the item biases.
 DEGRADED = {"cf_l2": 10_000.0}
 
 
 @pytest.mark.slow
 def test_a_degraded_model_is_blocked_and_the_old_version_stays_served(
-    spark,
-    redis_url,
-    board_dir,
-    tmp_path,  # noqa: F811 - the fixture
+    spark, redis_url, board, tmp_path
 ):
-    good = run_job(config(board_dir, tmp_path, redis_url, "good"), spark=spark)
+    good = run_job(config(board, tmp_path, redis_url, "good"), spark=spark)
     store = ListStore(redis.Redis.from_url(redis_url))
     served = [e.item_id for e in store.user_list("good", 1)]
 
     with pytest.raises(RunFailed, match="quality gate: ndcg@") as failure:
-        run_job(config(board_dir, tmp_path, redis_url, "bad", **DEGRADED), spark=spark)
+        run_job(config(board, tmp_path, redis_url, "bad", **DEGRADED), spark=spark)
 
     bad = failure.value.manifest
     assert bad.status == "failed" and bad.reason.startswith("publish: quality gate:")
@@ -77,7 +86,7 @@ def test_a_degraded_model_is_blocked_and_the_old_version_stays_served(
     assert store.user_list("bad", 1) is None
 
     forced = run_job(
-        config(board_dir, tmp_path, redis_url, "forced", force_publish="1", **DEGRADED),
+        config(board, tmp_path, redis_url, "forced", force_publish="1", **DEGRADED),
         spark=spark,
     )
     assert forced.status == "published" and forced.quality["gate"]["forced"]
