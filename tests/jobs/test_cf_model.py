@@ -122,3 +122,22 @@ def test_model_beats_popularity_on_a_movielens_temporal_holdout():
     assert model["users"] == baseline["users"] > 500
     assert model["ndcg"] > baseline["ndcg"]
     assert model["recall"] > baseline["recall"]
+
+
+def test_recency_weights_halve_per_half_life_of_later_interactions():
+    user = np.array([0, 0, 1, 0, 1])
+    time = np.array([30, 10, 5, 20, 5])  # user 1's tie goes to the later position
+    weights = cf_model.recency_weights(user, time, half_life=1.0)
+    assert weights.tolist() == [1.0, 0.25, 0.5, 0.5, 1.0]
+
+
+def test_recency_weighting_changes_training_only_when_asked():
+    users, items = _checkerboard(8)
+    time = np.arange(len(users))
+    plain = train_cf(users, items, None, 8, 8, SMALL, timestamp=time)
+    base = train_cf(users, items, None, 8, 8, SMALL)
+    recent = train_cf(
+        users, items, None, 8, 8, CFParams(**{**SMALL.to_dict(), "recency_half_life": 2.0}), time
+    )
+    assert np.array_equal(plain.item_factors, base.item_factors)
+    assert not np.allclose(recent.item_factors, base.item_factors)
