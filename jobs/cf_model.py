@@ -51,6 +51,8 @@ class CFParams:
             treats every interaction alike (plain implicit feedback).
         recency_half_life: a positive's weight halves for every this many later
             interactions of the same user (0: no recency weighting); needs timestamps.
+        text_weight: weight of the projected item text embedding added to each item's
+            free embedding (0: pure collaborative filtering); needs item text.
         init_std: standard deviation of the initial embeddings.
         seed: seed of the initial embeddings and of the order of users.
     """
@@ -62,6 +64,7 @@ class CFParams:
     l2: float = 5.0
     rating_weight: float = 4.0
     recency_half_life: float = 0.0
+    text_weight: float = 0.2
     init_std: float = 0.1
     seed: int = 42
 
@@ -77,7 +80,7 @@ class CFParams:
         for name in ("learning_rate", "init_std"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"CFParams.{name} must be > 0 (got {getattr(self, name)})")
-        for name in ("l2", "rating_weight", "recency_half_life"):
+        for name in ("l2", "rating_weight", "recency_half_life", "text_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"CFParams.{name} must be >= 0 (got {getattr(self, name)})")
 
@@ -125,9 +128,22 @@ def set_tf_threads(threads: int) -> bool:
 
 
 class MultModel(keras.Model):
-    """User and item embeddings plus an item bias; maps user indices to logits over items."""
+    """User and item embeddings plus an item bias; maps user indices to logits over items.
 
-    def __init__(self, n_users: int, n_items: int, dim: int, init_std: float, seed: int):
+    With item text features T, an item's vector is Q_i + text_weight * T_i @ W, W a learned
+    (text dim x dim) projection: items with few interactions borrow from similar texts.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        dim: int,
+        init_std: float,
+        seed: int,
+        text: np.ndarray | None = None,
+        text_weight: float = 0.0,
+    ):
         super().__init__()
         self.user_embedding = keras.layers.Embedding(
             n_users, dim, embeddings_initializer=keras.initializers.RandomNormal(0, init_std, seed)
@@ -140,15 +156,30 @@ class MultModel(keras.Model):
         self.user_embedding.build()
         self.item_embedding.build()
         self.item_bias = self.add_weight(shape=(n_items,), initializer="zeros", name="item_bias")
+        self.text = None if text is None or text_weight == 0 else tf.constant(text, tf.float32)
+        self.text_weight = text_weight
+        if self.text is not None:
+            init = keras.initializers.RandomNormal(0, init_std, seed + 2)
+            self.projection = self.add_weight(
+                shape=(text.shape[1], dim), initializer=init, name="text_projection"
+            )
 
     def call(self, users):
         """Return the (batch, n_items) logits of the given user indices."""
-        items = self.item_embedding.embeddings
-        return tf.matmul(self.user_vectors(users), items, transpose_b=True) + self.item_bias
+        return tf.matmul(self.user_vectors(users), self.item_vectors(), transpose_b=True) + (
+            self.item_bias
+        )
 
     def user_vectors(self, users):
         """Return the (batch, dim) embeddings of the given user indices."""
         return self.user_embedding(users)
+
+    def item_vectors(self):
+        """Return the (n_items, dim) item vectors: free embeddings plus projected text."""
+        items = self.item_embedding.embeddings
+        if self.text is None:
+            return items
+        return items + self.text_weight * tf.matmul(self.text, self.projection)
 
 
 def train_cf(
@@ -159,6 +190,7 @@ def train_cf(
     n_items: int,
     params: CFParams = CFParams(),  # noqa: B008 - frozen, so sharing the default is safe
     timestamp: np.ndarray | None = None,
+    item_text: np.ndarray | None = None,
 ) -> CFFactors:
     """Train the model on (user, item[, rating]) interactions and return its factors.
 
@@ -171,6 +203,8 @@ def train_cf(
         params: hyperparameters.
         timestamp: (n,) time of each interaction, or None; used only when
             params.recency_half_life > 0.
+        item_text: (n_items, t) text embeddings of the items, or None; used only when
+            params.text_weight > 0.
 
     Returns:
         The factors and the training history. A repeated interaction counts twice.
@@ -185,7 +219,10 @@ def train_cf(
             weights * recency_weights(user_idx, timestamp, params.recency_half_life)
         )
     start = time.perf_counter()
-    model = MultModel(n_users, n_items, params.dim, params.init_std, params.seed)
+    text = _check_text(item_text, n_items) if params.text_weight > 0 else None
+    model = MultModel(
+        n_users, n_items, params.dim, params.init_std, params.seed, text, params.text_weight
+    )
     optimizer = keras.optimizers.Adam(params.learning_rate)
     optimizer.build(model.trainable_variables)
     # Grouping positions rather than items gives the order that sorts all arrays by user.
@@ -234,6 +271,16 @@ def _check_indices(user_idx, item_idx, n_users: int, n_items: int) -> tuple[np.n
                 f"map ids to dense indices first"
             )
     return user_idx.astype(np.int32), item_idx.astype(np.int32)
+
+
+def _check_text(text: np.ndarray | None, n_items: int) -> np.ndarray | None:
+    """Return the item text features as float32, or None when there are none."""
+    if text is None:
+        return None
+    text = np.asarray(text, dtype=np.float32)
+    if text.ndim != 2 or text.shape[0] != n_items:
+        raise ValueError(f"item_text must have one row per item ({n_items}), got {text.shape}")
+    return text
 
 
 def _positive_weights(rating: np.ndarray | None, n: int, exponent: float) -> np.ndarray:
@@ -322,7 +369,7 @@ def _export(model: MultModel, active: np.ndarray) -> tuple[np.ndarray, np.ndarra
     users = model.user_embedding.embeddings.numpy()
     users[~active] = 0.0
     ones = np.ones((users.shape[0], 1), dtype=np.float32)
-    items = model.item_embedding.embeddings.numpy()
+    items = model.item_vectors().numpy()
     bias = model.item_bias.numpy()[:, None]
     return (
         np.ascontiguousarray(np.hstack([users, ones]), dtype=np.float32),

@@ -109,6 +109,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cf_seed", int, "random seed of the CF model"),
     Setting("cf_l2", float, "CF L2 regularisation (default: the model's)"),
     Setting("cf_learning_rate", float, "CF Adam learning rate (default: the model's)"),
+    Setting("cf_text_weight", float, "CF weight of the item text embedding (0 = pure CF)"),
     Setting("eval_holdout", int, "held-out interactions per user (0 = skip)"),
     Setting("eval_k", int, "cut-off K of the evaluation metrics", positive),
     Setting("eval_min_rating", float, "rating from which a held-out item is relevant"),
@@ -161,6 +162,7 @@ class JobConfig:
     cf_seed: int = 42
     cf_l2: float | None = None
     cf_learning_rate: float | None = None
+    cf_text_weight: float | None = None
     eval_holdout: int = 10
     eval_k: int = 10
     eval_min_rating: float = 4.0

@@ -14,16 +14,8 @@ import numpy as np
 
 from jobs.context import Context, Stage, StageResult
 from jobs.eval_suite import MODEL, best_baseline, make_split, run_suite
-from jobs.train_cf import Interactions, fit, load_interactions
+from jobs.train_cf import Interactions, fit, load_interactions, load_item_text
 from schemas.tables import INTERACTIONS, ITEM_EMBEDDINGS, ITEMS
-
-
-def item_embeddings(ctx: Context, data: Interactions) -> np.ndarray | None:
-    """Return the text embeddings in catalogue order, or None when some item lacks one."""
-    frame = ctx.collect(ITEM_EMBEDDINGS, "item_id", "embedding", order_by="item_id")
-    if len(frame) != data.n_items or not np.array_equal(frame["item_id"].to_numpy(), data.item_ids):
-        return None
-    return np.stack(frame["embedding"].to_numpy()).astype(np.float32)
 
 
 def holdout_quality(data: Interactions, ctx: Context, embeddings: np.ndarray | None) -> dict:
@@ -65,7 +57,7 @@ def run(ctx: Context) -> StageResult:
     if ctx.config.eval_holdout <= 0:
         return StageResult(0, "skipped (NIGHTREC_EVAL_HOLDOUT=0)")
     data = load_interactions(ctx)
-    quality = holdout_quality(data, ctx, item_embeddings(ctx, data))
+    quality = holdout_quality(data, ctx, load_item_text(ctx, data))
     ctx.manifest.quality = quality
     k, ours, best = quality["k"], quality["model"], quality["best_baseline"]
     versus = f" vs {best['name']} {best['ndcg']:.4f}" if best else ""
