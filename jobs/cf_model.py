@@ -64,7 +64,7 @@ class CFParams:
     l2: float = 5.0
     rating_weight: float = 4.0
     recency_half_life: float = 0.0
-    text_weight: float = 0.2
+    text_weight: float = 0.5
     init_std: float = 0.1
     seed: int = 42
 
