@@ -1,8 +1,9 @@
 """Stage `train_cf`: the Keras CF model on all interactions, and the popularity list.
 
 The interactions come to the driver once (Arrow), ids map to dense indices (items in
-catalogue order, item_id ascending), `jobs.cf_model` trains, and the factors go back to
-Parquet with the original ids. The popular list serves users the model does not know.
+catalogue order, item_id ascending), `jobs.cf_model` trains (with the items' text
+embeddings when every item has one), and the factors go back to Parquet with the original
+ids. The popular list serves users the model does not know.
 """
 
 from __future__ import annotations
