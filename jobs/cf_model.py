@@ -49,6 +49,10 @@ class CFParams:
             and per item, relative to one positive's negative log-likelihood.
         rating_weight: exponent a of a positive's weight, rating ** a rescaled to mean 1; 0
             treats every interaction alike (plain implicit feedback).
+        recency_half_life: a positive's weight halves for every this many later
+            interactions of the same user (0: no recency weighting); needs timestamps.
+        text_weight: weight of the projected item text embedding added to each item's
+            free embedding (0: pure collaborative filtering); needs item text.
         init_std: standard deviation of the initial embeddings.
         seed: seed of the initial embeddings and of the order of users.
     """
@@ -59,6 +63,8 @@ class CFParams:
     learning_rate: float = 0.01
     l2: float = 5.0
     rating_weight: float = 4.0
+    recency_half_life: float = 0.0
+    text_weight: float = 0.5
     init_std: float = 0.1
     seed: int = 42
 
@@ -74,7 +80,7 @@ class CFParams:
         for name in ("learning_rate", "init_std"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"CFParams.{name} must be > 0 (got {getattr(self, name)})")
-        for name in ("l2", "rating_weight"):
+        for name in ("l2", "rating_weight", "recency_half_life", "text_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"CFParams.{name} must be >= 0 (got {getattr(self, name)})")
 
@@ -122,9 +128,22 @@ def set_tf_threads(threads: int) -> bool:
 
 
 class MultModel(keras.Model):
-    """User and item embeddings plus an item bias; maps user indices to logits over items."""
+    """User and item embeddings plus an item bias; maps user indices to logits over items.
 
-    def __init__(self, n_users: int, n_items: int, dim: int, init_std: float, seed: int):
+    With item text features T, an item's vector is Q_i + text_weight * T_i @ W, W a learned
+    (text dim x dim) projection: items with few interactions borrow from similar texts.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        dim: int,
+        init_std: float,
+        seed: int,
+        text: np.ndarray | None = None,
+        text_weight: float = 0.0,
+    ):
         super().__init__()
         self.user_embedding = keras.layers.Embedding(
             n_users, dim, embeddings_initializer=keras.initializers.RandomNormal(0, init_std, seed)
@@ -137,15 +156,30 @@ class MultModel(keras.Model):
         self.user_embedding.build()
         self.item_embedding.build()
         self.item_bias = self.add_weight(shape=(n_items,), initializer="zeros", name="item_bias")
+        self.text = None if text is None or text_weight == 0 else tf.constant(text, tf.float32)
+        self.text_weight = text_weight
+        if self.text is not None:
+            init = keras.initializers.RandomNormal(0, init_std, seed + 2)
+            self.projection = self.add_weight(
+                shape=(text.shape[1], dim), initializer=init, name="text_projection"
+            )
 
     def call(self, users):
         """Return the (batch, n_items) logits of the given user indices."""
-        items = self.item_embedding.embeddings
-        return tf.matmul(self.user_vectors(users), items, transpose_b=True) + self.item_bias
+        return tf.matmul(self.user_vectors(users), self.item_vectors(), transpose_b=True) + (
+            self.item_bias
+        )
 
     def user_vectors(self, users):
         """Return the (batch, dim) embeddings of the given user indices."""
         return self.user_embedding(users)
+
+    def item_vectors(self):
+        """Return the (n_items, dim) item vectors: free embeddings plus projected text."""
+        items = self.item_embedding.embeddings
+        if self.text is None:
+            return items
+        return items + self.text_weight * tf.matmul(self.text, self.projection)
 
 
 def train_cf(
@@ -155,6 +189,8 @@ def train_cf(
     n_users: int,
     n_items: int,
     params: CFParams = CFParams(),  # noqa: B008 - frozen, so sharing the default is safe
+    timestamp: np.ndarray | None = None,
+    item_text: np.ndarray | None = None,
 ) -> CFFactors:
     """Train the model on (user, item[, rating]) interactions and return its factors.
 
@@ -165,6 +201,10 @@ def train_cf(
         n_users: number of users (rows of user_factors).
         n_items: number of items (rows of item_factors).
         params: hyperparameters.
+        timestamp: (n,) time of each interaction, or None; used only when
+            params.recency_half_life > 0.
+        item_text: (n_items, t) text embeddings of the items, or None; used only when
+            params.text_weight > 0.
 
     Returns:
         The factors and the training history. A repeated interaction counts twice.
@@ -174,8 +214,15 @@ def train_cf(
     n_users, n_items = operator.index(n_users), operator.index(n_items)
     user_idx, item_idx = _check_indices(user_idx, item_idx, n_users, n_items)
     weights = _positive_weights(rating, len(user_idx), params.rating_weight)
+    if timestamp is not None and params.recency_half_life > 0:
+        weights = _rescaled(
+            weights * recency_weights(user_idx, timestamp, params.recency_half_life)
+        )
     start = time.perf_counter()
-    model = MultModel(n_users, n_items, params.dim, params.init_std, params.seed)
+    text = _check_text(item_text, n_items) if params.text_weight > 0 else None
+    model = MultModel(
+        n_users, n_items, params.dim, params.init_std, params.seed, text, params.text_weight
+    )
     optimizer = keras.optimizers.Adam(params.learning_rate)
     optimizer.build(model.trainable_variables)
     # Grouping positions rather than items gives the order that sorts all arrays by user.
@@ -226,6 +273,16 @@ def _check_indices(user_idx, item_idx, n_users: int, n_items: int) -> tuple[np.n
     return user_idx.astype(np.int32), item_idx.astype(np.int32)
 
 
+def _check_text(text: np.ndarray | None, n_items: int) -> np.ndarray | None:
+    """Return the item text features as float32, or None when there are none."""
+    if text is None:
+        return None
+    text = np.asarray(text, dtype=np.float32)
+    if text.ndim != 2 or text.shape[0] != n_items:
+        raise ValueError(f"item_text must have one row per item ({n_items}), got {text.shape}")
+    return text
+
+
 def _positive_weights(rating: np.ndarray | None, n: int, exponent: float) -> np.ndarray:
     """Return rating ** exponent rescaled to mean 1, or ones when there is nothing to weight."""
     if rating is None or exponent == 0 or n == 0:
@@ -238,9 +295,31 @@ def _positive_weights(rating: np.ndarray | None, n: int, exponent: float) -> np.
             f"rating weighting needs positive ratings (the lowest is {rating.min()}); "
             f"shift the ratings or set rating_weight=0"
         )
-    weights = rating**exponent
+    return _rescaled(rating**exponent)
+
+
+def _rescaled(weights: np.ndarray) -> np.ndarray:
+    """Return weights / their mean as float32."""
     # Mean 1 keeps the likelihood on the scale the l2 default was tuned for.
     return (weights / weights.mean()).astype(np.float32)
+
+
+def recency_weights(user_idx: np.ndarray, timestamp: np.ndarray, half_life: float) -> np.ndarray:
+    """Return 0.5 ** (later interactions of the same user / half_life) per interaction.
+
+    Counting interactions rather than seconds makes the decay independent of how often a
+    user comes back; ties in time are broken by position, as in the holdout split.
+    """
+    n = len(user_idx)
+    if len(timestamp) != n:
+        raise ValueError(f"timestamp must have one value per interaction (got {len(timestamp)})")
+    order = np.lexsort((np.arange(n), np.asarray(timestamp), np.asarray(user_idx)))
+    sorted_users = np.asarray(user_idx)[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    later = np.empty(n, dtype=np.float64)
+    later[order] = np.repeat(starts + sizes, sizes) - 1 - np.arange(n)
+    return 0.5 ** (later / half_life)
 
 
 def _make_step(model: MultModel, optimizer, l2: float, n_users: int):
@@ -290,7 +369,7 @@ def _export(model: MultModel, active: np.ndarray) -> tuple[np.ndarray, np.ndarra
     users = model.user_embedding.embeddings.numpy()
     users[~active] = 0.0
     ones = np.ones((users.shape[0], 1), dtype=np.float32)
-    items = model.item_embedding.embeddings.numpy()
+    items = model.item_vectors().numpy()
     bias = model.item_bias.numpy()[:, None]
     return (
         np.ascontiguousarray(np.hstack([users, ones]), dtype=np.float32),

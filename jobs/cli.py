@@ -2,6 +2,9 @@
 
     nightrec run [--data DIR | --interactions URI --items URI] [--out DIR] [--redis-url URL]
                  [--top-n N] [--run-id ID] [--stages LIST] [--config FILE]
+    nightrec eval [--data DIR | --interactions URI --items URI] [--out DIR]
+                  [--baselines LIST] [--run-id ID] [--config FILE]
+    nightrec report [--out DIR] [--dest DIR]
     nightrec serve [--out DIR] [--redis-url URL] [--host HOST] [--port PORT]
                    [--workers W] [--threads T]
 
@@ -29,11 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nightrec", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the nightly job (ingest ... publish)")
-    source = run.add_argument_group("input (default: the bundled MovieLens sample)")
-    source.add_argument("--data", help="MovieLens-layout directory (ratings.csv, movies.csv)")
-    source.add_argument("--interactions", help="interactions CSV/Parquet (path or URI)")
-    source.add_argument("--items", help="item catalogue CSV/Parquet (path or URI)")
-    run.add_argument("--out", help="artefact directory (default ./var)")
+    _add_input_arguments(run)
     run.add_argument(
         "--redis-url",
         dest="redis_url",
@@ -44,6 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stages", help="comma-separated subset of stages, in order")
     run.add_argument("--spark-master", dest="spark_master", help="Spark master (local[*])")
     run.add_argument("--config", help="TOML file of settings (see README)")
+    run.add_argument(
+        "--force-publish",
+        dest="force_publish",
+        action="store_const",
+        const="true",
+        help="publish even when the quality gate refuses the run",
+    )
+    _add_eval_parser(commands)
+    report = commands.add_parser("report", help="write the HTML quality report over runs")
+    report.add_argument("--out", default="var", help="artefact directory (default ./var)")
+    report.add_argument("--dest", help="where the pages go (default OUT/report)")
     serve = commands.add_parser("serve", help="serve the API (gunicorn) from Redis and --out")
     from serving.cli import add_arguments  # light: the app itself is imported by the workers
 
@@ -51,13 +61,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("input (default: the bundled MovieLens sample)")
+    source.add_argument("--data", help="MovieLens-layout directory (ratings.csv, movies.csv)")
+    source.add_argument("--interactions", help="interactions CSV/Parquet (path or URI)")
+    source.add_argument("--items", help="item catalogue CSV/Parquet (path or URI)")
+    parser.add_argument("--out", help="artefact directory (default ./var)")
+
+
+def _add_eval_parser(commands) -> None:
+    evaluate = commands.add_parser(
+        "eval", help="evaluate our model and every baseline on a temporal holdout"
+    )
+    _add_input_arguments(evaluate)
+    evaluate.add_argument(
+        "--baselines", dest="eval_baselines", help="comma-separated baselines (default: all)"
+    )
+    evaluate.add_argument("--run-id", dest="run_id", help="run id (default: UTC start time)")
+    evaluate.add_argument("--spark-master", dest="spark_master", help="Spark master (local[*])")
+    evaluate.add_argument("--config", help="TOML file of settings (see README)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
-    if args.command == "run":
+    if args.command in ("run", "eval"):
         return _run(args)
+    if args.command == "report":
+        from jobs.report import write_report
+
+        paths = write_report(args.out, args.dest)
+        print(f"wrote {len(paths) - 1} run pages and {paths[-1]}")
+        return 0
     if args.command == "serve":
         from serving.cli import serve_main
 
@@ -71,6 +108,11 @@ def _run(args: argparse.Namespace) -> int:
     from jobs.errors import JobError
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    if args.command == "eval":
+        # Evaluation stops before training for serving; every baseline unless told otherwise.
+        flags["stages"] = "ingest,embed_items,evaluate"
+        if flags.get("eval_baselines") is None:
+            flags["eval_baselines"] = "popularity,item_knn,implicit_als,spark_als,ease"
     try:
         config = build_config(flags, os.environ, args.config)
     except JobError as exc:
@@ -98,6 +140,11 @@ def _run(args: argparse.Namespace) -> int:
         print("nightrec: interrupted; nothing was published", file=sys.stderr)
         return 130
     export_metrics(manifest, config)
+    if args.command == "eval":
+        from jobs.quality_table import format_quality
+
+        print(format_quality(manifest.quality))
+        return 0
     print(run_line(manifest) if config.log_format == "json" else summary(manifest, config))
     return 0
 

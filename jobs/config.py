@@ -57,6 +57,19 @@ def _stages(text: str) -> tuple[str, ...]:
     return names
 
 
+BASELINE_NAMES = ("popularity", "item_knn", "ease", "implicit_als", "spark_als")
+
+
+def _baselines(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in str(text).split(",") if s.strip())
+    unknown = [s for s in names if s not in BASELINE_NAMES]
+    if unknown:
+        raise ValueError(
+            f"unknown baseline {unknown[0]!r} (baselines: {', '.join(BASELINE_NAMES)})"
+        )
+    return names
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("data", str, "MovieLens-layout directory (ratings.csv, movies.csv)"),
     Setting("interactions", str, "interactions file or directory (CSV/Parquet, any URI)"),
@@ -98,9 +111,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cf_seed", int, "random seed of the CF model"),
     Setting("cf_l2", float, "CF L2 regularisation (default: the model's)"),
     Setting("cf_learning_rate", float, "CF Adam learning rate (default: the model's)"),
+    Setting("cf_text_weight", float, "CF weight of the item text embedding (0 = pure CF)"),
     Setting("eval_holdout", int, "held-out interactions per user (0 = skip)"),
     Setting("eval_k", int, "cut-off K of the evaluation metrics", positive),
     Setting("eval_min_rating", float, "rating from which a held-out item is relevant"),
+    Setting("eval_baselines", _baselines, "baselines the evaluate stage runs ('' = none)"),
+    Setting("gate_max_drop", float, "refuse to publish when NDCG@K drops by more", fraction),
+    Setting("force_publish", parse_bool, "publish even when the quality gate fails"),
     Setting("verbose", parse_bool, "print Spark's own log lines"),
     Setting("log_format", choice("text", "json"), "stage lines and logs as text or JSON lines"),
     Setting("metrics_file", str, "Prometheus textfile the run's metrics go to ('' = none)"),
@@ -152,9 +169,13 @@ class JobConfig:
     cf_seed: int = 42
     cf_l2: float | None = None
     cf_learning_rate: float | None = None
+    cf_text_weight: float | None = None
     eval_holdout: int = 10
     eval_k: int = 10
     eval_min_rating: float = 4.0
+    eval_baselines: tuple[str, ...] = ("popularity",)
+    gate_max_drop: float = 0.1
+    force_publish: bool = False
     verbose: bool = False
     log_format: str = "text"
     metrics_file: str = ""
@@ -170,6 +191,7 @@ class JobConfig:
         if values["redis_url"]:
             values["redis_url"] = redact_url(values["redis_url"])
         values["stages"] = list(values["stages"])
+        values["eval_baselines"] = list(values["eval_baselines"])
         return values
 
 

@@ -23,3 +23,7 @@ class PublishError(JobError):
 
 class StageError(JobError):
     """A stage cannot run: an earlier stage's output it needs is missing."""
+
+
+class QualityGateError(JobError):
+    """The new version's held-out quality fell too far below the published one's."""

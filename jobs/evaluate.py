@@ -11,10 +11,19 @@ reaches a threshold. Metric definitions (K the cut-off, rel a user's relevant se
   DCG putting min(K, |rel|) hits first
 - map@K = mean over users of AP@K = sum over hits at rank r of precision@r / min(K, |rel|)
 
-Each is averaged over the users with at least one relevant item.
+Each is averaged over the users with at least one relevant item. Beyond accuracy, over the
+same top-K lists (`list_metrics`):
+
+- coverage = distinct items in any list / items in the catalogue
+- novelty = mean over listed items of the self-information -log2(users with the item in
+  training / users), an item nobody has counted as one user
+- diversity (intra-list) = mean over lists of the mean pairwise cosine distance 1 - cos(e_i, e_j)
+  of the items' L2-normalised text embeddings
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -167,21 +176,74 @@ def popularity_top_n(
     return top_n_unseen(users, items, seen_indptr, seen_indices, n)
 
 
-def evaluate_model(
-    user_factors: np.ndarray, item_factors: np.ndarray, train: CSR, relevant: CSR, k: int
-) -> dict:
-    """Rank the full catalogue for each user with relevant items and score the lists.
+@dataclass(frozen=True)
+class ItemStats:
+    """What the beyond-accuracy metrics need to know about the items.
 
-    Args:
-        user_factors: (n_users, d) user factors.
-        item_factors: (n_items, d) item factors; score = user_factors[u] @ item_factors[i].
-        train: CSR (indptr, indices) of each user's training items, masked from the lists.
-        relevant: CSR (indptr, indices) of each user's relevant held-out items.
-        k: list length and metric cut-off.
-
-    Returns:
-        The dict of `ranking_metrics`.
+    Attributes:
+        users_per_item: (n_items,) training users of each item.
+        n_users: users in the training data.
+        embeddings: (n_items, d) L2-normalised text embeddings, or None (no diversity).
     """
+
+    users_per_item: np.ndarray
+    n_users: int
+    embeddings: np.ndarray | None = None
+
+
+def list_metrics(top_indices: np.ndarray, stats: ItemStats) -> dict:
+    """Return coverage, novelty and intra-list diversity of ranked lists (-1 is padding)."""
+    top = np.asarray(top_indices, dtype=np.int64)
+    valid = top >= 0
+    listed = top[valid]
+    n_items = len(stats.users_per_item)
+    if listed.size == 0:
+        return {"coverage": 0.0, "novelty": 0.0, "diversity": 0.0}
+    share = np.maximum(stats.users_per_item[listed], 1) / max(stats.n_users, 1)
+    out = {
+        "coverage": float(len(np.unique(listed)) / n_items),
+        "novelty": float(np.mean(-np.log2(share))),
+        "diversity": 0.0,
+    }
+    if stats.embeddings is not None:
+        out["diversity"] = _diversity(top, valid, stats.embeddings)
+    return out
+
+
+def _diversity(top: np.ndarray, valid: np.ndarray, embeddings: np.ndarray) -> float:
+    """Mean over lists of two items or more of 1 - the mean pairwise cosine of their items."""
+    vecs = np.asarray(embeddings, dtype=np.float64)[np.where(valid, top, 0)]
+    vecs[~valid] = 0.0
+    n = valid.sum(axis=1)
+    rows = n >= 2
+    if not rows.any():
+        return 0.0
+    # For unit vectors, the sum over ordered pairs i != j of cos = |sum e|^2 - n.
+    total = np.square(vecs.sum(axis=1)).sum(axis=1) - n
+    mean_cos = total[rows] / (n[rows] * (n[rows] - 1))
+    return float(np.mean(1.0 - mean_cos))
+
+
+def coverage_by_decile(top_indices: np.ndarray, users_per_item: np.ndarray) -> list[float]:
+    """Return, per popularity decile of the catalogue (least popular first), the share of its
+    items that appear in some list."""
+    n_items = len(users_per_item)
+    # Ties in popularity are split by item index so the deciles have equal sizes.
+    order = np.lexsort((np.arange(n_items), users_per_item))
+    decile = np.empty(n_items, dtype=np.int64)
+    decile[order] = np.arange(n_items) * 10 // max(n_items, 1)
+    listed = np.zeros(n_items, dtype=bool)
+    top = np.asarray(top_indices)
+    listed[top[top >= 0]] = True
+    sizes = np.bincount(decile, minlength=10)
+    hits = np.bincount(decile[listed], minlength=10)
+    return [float(h / s) if s else 0.0 for h, s in zip(hits, sizes, strict=True)]
+
+
+def rank_model(
+    user_factors: np.ndarray, item_factors: np.ndarray, train: CSR, relevant: CSR, k: int
+) -> tuple[TopN, CSR]:
+    """Return the top-k lists of the users with relevant items, and their relevant CSR."""
     n_users = user_factors.shape[0]
     for name, (indptr, _) in (("train", train), ("relevant", relevant)):
         if len(indptr) != n_users + 1:
@@ -191,7 +253,35 @@ def evaluate_model(
     # Only users with something to find are ranked: the rest would not be averaged anyway.
     rows = np.flatnonzero(np.diff(relevant[0]) > 0)
     top = top_n_unseen(user_factors[rows], item_factors, *_take_rows(train, rows), k)
-    return ranking_metrics(top.indices, *_take_rows(relevant, rows), k)
+    return top, _take_rows(relevant, rows)
+
+
+def evaluate_model(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    train: CSR,
+    relevant: CSR,
+    k: int,
+    stats: ItemStats | None = None,
+) -> dict:
+    """Rank the full catalogue for each user with relevant items and score the lists.
+
+    Args:
+        user_factors: (n_users, d) user factors.
+        item_factors: (n_items, d) item factors; score = user_factors[u] @ item_factors[i].
+        train: CSR (indptr, indices) of each user's training items, masked from the lists.
+        relevant: CSR (indptr, indices) of each user's relevant held-out items.
+        k: list length and metric cut-off.
+        stats: item statistics; when given, the `list_metrics` are added.
+
+    Returns:
+        The dict of `ranking_metrics`, plus coverage, novelty and diversity with stats.
+    """
+    top, rel = rank_model(user_factors, item_factors, train, relevant, k)
+    metrics = ranking_metrics(top.indices, *rel, k)
+    if stats is not None:
+        metrics.update(list_metrics(top.indices, stats))
+    return metrics
 
 
 def _take_rows(csr: CSR, rows: np.ndarray) -> CSR:

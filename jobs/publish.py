@@ -20,7 +20,8 @@ from pyspark.sql import functions as F
 from redis.exceptions import RedisClusterException
 
 from jobs.context import Context, Stage, StageResult
-from jobs.errors import PublishError
+from jobs.errors import PublishError, QualityGateError
+from jobs.quality_gate import gate_check, published_quality
 from jobs.run_store import utc_now
 from schemas.redis_layout import Keys, pack_list
 from schemas.tables import ITEMS, POPULAR, RECOMMENDATIONS, SIMILAR_ITEMS
@@ -156,6 +157,7 @@ def run(ctx: Context) -> StageResult:
     try:
         client = connect(ctx.redis_url, ctx.config.redis_cluster)
         client.ping()
+        check_gate(ctx, client, keys)
         version = choose_version(client, keys, ctx.run.run_id)
         lists = _write_version(ctx, client, keys, version)
         switch(client, keys, version)
@@ -180,6 +182,17 @@ def switch(client: RedisClient, keys: Keys, version: str) -> None:
     pipe.zadd(keys.versions, {version: time.time()})
     pipe.set(keys.current, version)
     pipe.execute()
+
+
+def check_gate(ctx: Context, client: RedisClient, keys: Keys) -> None:
+    """Record the quality gate's verdict; raise QualityGateError when it refuses the run."""
+    previous, old = published_quality(client, keys)
+    verdict = gate_check(ctx.manifest.quality, old, previous, ctx.config.gate_max_drop)
+    verdict["forced"] = bool(ctx.config.force_publish and not verdict["passed"])
+    if ctx.manifest.quality:
+        ctx.manifest.quality["gate"] = verdict
+    if not verdict["passed"] and not ctx.config.force_publish:
+        raise QualityGateError(verdict["reason"])
 
 
 def _write_version(ctx: Context, client: RedisClient, keys: Keys, version: str) -> dict:

@@ -23,10 +23,10 @@ def summary(manifest: RunManifest, config: JobConfig) -> str:
         f"{counts.get('items_reused', '?')} reused",
     ]
     if quality:
-        k, ours, pop = quality["k"], quality["model"], quality["popularity"]
+        k, ours, best = quality["k"], quality["model"], quality.get("best_baseline")
+        versus = f" (best baseline {best['name']} {best['ndcg']:.4f})" if best else ""
         lines.append(
-            f"  quality    ndcg@{k} {ours['ndcg']:.4f} (popularity {pop['ndcg']:.4f}), "
-            f"recall@{k} {ours['recall']:.4f} (popularity {pop['recall']:.4f})"
+            f"  quality    ndcg@{k} {ours['ndcg']:.4f}{versus}, recall@{k} {ours['recall']:.4f}"
         )
     lines.append(
         f"  outputs    {counts.get('recommendations', '?')} recommendations, "

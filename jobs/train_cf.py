@@ -1,8 +1,9 @@
 """Stage `train_cf`: the Keras CF model on all interactions, and the popularity list.
 
 The interactions come to the driver once (Arrow), ids map to dense indices (items in
-catalogue order, item_id ascending), `jobs.cf_model` trains, and the factors go back to
-Parquet with the original ids. The popular list serves users the model does not know.
+catalogue order, item_id ascending), `jobs.cf_model` trains (with the items' text
+embeddings when every item has one), and the factors go back to Parquet with the original
+ids. The popular list serves users the model does not know.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import pandas as pd
 from jobs.cf_model import CFFactors, CFParams, train_cf
 from jobs.context import Context, Stage, StageResult
 from jobs.evaluate import popularity_scores
-from schemas.tables import INTERACTIONS, ITEM_FACTORS, ITEMS, POPULAR, USER_FACTORS
+from schemas.tables import (
+    INTERACTIONS,
+    ITEM_EMBEDDINGS,
+    ITEM_FACTORS,
+    ITEMS,
+    POPULAR,
+    USER_FACTORS,
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,18 @@ def load_interactions(ctx: Context) -> Interactions:
     return ctx.cache["interactions"]
 
 
+def load_item_text(ctx: Context, data: Interactions) -> np.ndarray | None:
+    """Return the item text embeddings in catalogue order (cached), or None when some item
+    lacks one (the model then trains without text)."""
+    if "item_text" not in ctx.cache:
+        frame = ctx.collect(ITEM_EMBEDDINGS, "item_id", "embedding", order_by="item_id")
+        ids = frame["item_id"].to_numpy()
+        complete = len(frame) == data.n_items and np.array_equal(ids, data.item_ids)
+        text = np.stack(frame["embedding"].to_numpy()).astype(np.float32) if complete else None
+        ctx.cache["item_text"] = text
+    return ctx.cache["item_text"]
+
+
 def cf_params(ctx: Context, data: Interactions) -> CFParams:
     """Return the model's parameters: its defaults, overridden by the run's settings.
 
@@ -76,6 +96,8 @@ def cf_params(ctx: Context, data: Interactions) -> CFParams:
         params = replace(params, l2=ctx.config.cf_l2)
     if ctx.config.cf_learning_rate is not None:
         params = replace(params, learning_rate=ctx.config.cf_learning_rate)
+    if ctx.config.cf_text_weight is not None:
+        params = replace(params, text_weight=ctx.config.cf_text_weight)
     if len(data.rating) and data.rating.min() <= 0:
         params = replace(params, rating_weight=0.0)
     return params
@@ -90,6 +112,8 @@ def fit(ctx: Context, data: Interactions, rows: np.ndarray | slice = slice(None)
         data.n_users,
         data.n_items,
         cf_params(ctx, data),
+        timestamp=data.timestamp[rows],
+        item_text=load_item_text(ctx, data),
     )
 
 
@@ -115,7 +139,11 @@ def run(ctx: Context) -> StageResult:
     data = load_interactions(ctx)
     params = cf_params(ctx, data)
     model = fit(ctx, data)
-    ctx.manifest.params["cf"] = {**params.to_dict(), "seconds": round(model.history["seconds"], 2)}
+    ctx.manifest.params["cf"] = {
+        **params.to_dict(),
+        "item_text": load_item_text(ctx, data) is not None,
+        "seconds": round(model.history["seconds"], 2),
+    }
     spark, ids = ctx.spark, ctx.id_types
     for frame, table in (
         (factors_frame(data.user_ids, model.user_factors, "user_id"), USER_FACTORS),
@@ -132,4 +160,9 @@ def run(ctx: Context) -> StageResult:
     )
 
 
-STAGE = Stage("train_cf", (INTERACTIONS, ITEMS), (USER_FACTORS, ITEM_FACTORS, POPULAR), run)
+STAGE = Stage(
+    "train_cf",
+    (INTERACTIONS, ITEMS, ITEM_EMBEDDINGS),
+    (USER_FACTORS, ITEM_FACTORS, POPULAR),
+    run,
+)

@@ -122,3 +122,43 @@ def test_model_beats_popularity_on_a_movielens_temporal_holdout():
     assert model["users"] == baseline["users"] > 500
     assert model["ndcg"] > baseline["ndcg"]
     assert model["recall"] > baseline["recall"]
+
+
+def test_recency_weights_halve_per_half_life_of_later_interactions():
+    user = np.array([0, 0, 1, 0, 1])
+    time = np.array([30, 10, 5, 20, 5])  # user 1's tie goes to the later position
+    weights = cf_model.recency_weights(user, time, half_life=1.0)
+    assert weights.tolist() == [1.0, 0.25, 0.5, 0.5, 1.0]
+
+
+def test_recency_weighting_changes_training_only_when_asked():
+    users, items = _checkerboard(8)
+    time = np.arange(len(users))
+    plain = train_cf(users, items, None, 8, 8, SMALL, timestamp=time)
+    base = train_cf(users, items, None, 8, 8, SMALL)
+    recent = train_cf(
+        users, items, None, 8, 8, CFParams(**{**SMALL.to_dict(), "recency_half_life": 2.0}), time
+    )
+    assert np.array_equal(plain.item_factors, base.item_factors)
+    assert not np.allclose(recent.item_factors, base.item_factors)
+
+
+def test_item_text_reaches_items_without_interactions():
+    # Items 0..3 share a text with items 4..7 (same parity, same text); items 4..7 have no
+    # interactions, so only the text can rank them for the users who like their parity.
+    n_users, n_items = 8, 8
+    users, items = _checkerboard(4)
+    text = np.array([[1.0, 0.0] if i % 2 == 0 else [0.0, 1.0] for i in range(n_items)])
+    params = CFParams(**{**SMALL.to_dict(), "text_weight": 1.0})
+    factors = train_cf(users, items, None, n_users, n_items, params, item_text=text)
+    scores = factors.user_factors[:4] @ factors.item_factors.T
+    # Among the unseen items 4..7, the two of each user's parity come first.
+    for user in range(4):
+        ranked = 4 + np.argsort(-scores[user, 4:], kind="stable")
+        assert (ranked[:2] % 2 == user % 2).all(), (user, ranked)
+
+
+def test_item_text_of_the_wrong_shape_is_refused_with_the_sizes():
+    users, items = _checkerboard(4)
+    with pytest.raises(ValueError, match=r"one row per item \(4\), got \(3, 2\)"):
+        train_cf(users, items, None, 4, 4, CFParams(epochs=1), item_text=np.zeros((3, 2)))

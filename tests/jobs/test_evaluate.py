@@ -156,3 +156,42 @@ def test_evaluate_model_rejects_csr_of_the_wrong_size():
     users = np.ones((3, 1), dtype=np.float32)
     with pytest.raises(ValueError, match="train CSR"):
         evaluate.evaluate_model(users, users, _csr([[0]]), _csr([[], [], []]), k=1)
+
+
+def test_list_metrics_coverage_novelty_and_diversity_by_hand():
+    # Items 0..3; item 0 seen by 4 of 4 users, item 1 by 2, item 2 by 1, item 3 by none.
+    embeddings = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8]])
+    stats = evaluate.ItemStats(np.array([4, 2, 1, 0]), n_users=4, embeddings=embeddings)
+    top = np.array([[0, 1], [2, 0], [3, -1]])
+
+    m = evaluate.list_metrics(top, stats)
+
+    assert m["coverage"] == pytest.approx(4 / 4)
+    # Self-information: item 0 -> 0 bits, item 1 -> 1, item 2 -> 2, item 3 counts as 1 user -> 2.
+    assert m["novelty"] == pytest.approx((0 + 1 + 2 + 0 + 2) / 5)
+    # Pairs: (0, 1) cosine 0 -> distance 1; (2, 0) cosine 1 -> distance 0; [3] has no pair.
+    assert m["diversity"] == pytest.approx(0.5)
+
+
+def test_list_metrics_without_embeddings_report_zero_diversity():
+    stats = evaluate.ItemStats(np.array([1, 1, 1, 1]), n_users=1)
+    m = evaluate.list_metrics(np.array([[0, 1]]), stats)
+    assert m == {"coverage": 0.5, "novelty": 0.0, "diversity": 0.0}
+
+
+def test_coverage_by_decile_counts_listed_items_per_popularity_decile():
+    # 20 items, item i seen by i users: decile d holds items 2d and 2d + 1.
+    counts = np.arange(20)
+    deciles = evaluate.coverage_by_decile(np.array([[19, 18, 0], [1, 5, -1]]), counts)
+    assert deciles == [1.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_evaluate_model_adds_list_metrics_when_given_item_stats():
+    users = np.ones((1, 1), dtype=np.float32)
+    items = np.array([[3.0], [2.0], [1.0]], dtype=np.float32)
+    stats = evaluate.ItemStats(np.array([1, 1, 2]), n_users=2)
+    m = evaluate.evaluate_model(users, items, _csr([[0]]), _csr([[2]]), k=2, stats=stats)
+    # The list is [1, 2]: a hit at rank 2; both items are listed, item 0 is not.
+    assert m["ndcg"] == pytest.approx(1 / math.log2(3))
+    assert m["coverage"] == pytest.approx(2 / 3)
+    assert m["novelty"] == pytest.approx((1 + 0) / 2)
