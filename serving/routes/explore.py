@@ -84,19 +84,37 @@ def readable_time(iso: str) -> str:
 
 
 def quality_view(quality: dict[str, Any]) -> QualityView:
-    """Lay out a quality record: plain entries as facts, dict entries side by side.
+    """Lay out a quality record: metric groups side by side, everything else as facts.
 
-    The record's keys belong to the job, so nothing here names them: {"k": 10, "model":
-    {"ndcg": 0.3}, "popularity": {"ndcg": 0.1}} becomes the fact k = 10 and a table with
-    the columns model and popularity and the row ndcg.
+    The record's keys belong to the job, so nothing here names them. A dict holding numbers
+    is a metric group (a column); a dict of such dicts (the baselines) gives one column per
+    member, a name seen before is not repeated: {"k": 10, "model": {"ndcg": 0.3},
+    "baselines": {"popularity": {"ndcg": 0.1}}} becomes the fact k = 10 and a table with the
+    columns model and popularity and the row ndcg.
     """
-    groups = [name for name, value in quality.items() if isinstance(value, dict)]
-    facts = [(name, show(value)) for name, value in quality.items() if name not in groups]
+    columns: dict[str, dict[str, Any]] = {}
+    facts = []
+    for name, value in quality.items():
+        if _is_metrics(value):
+            columns.setdefault(name, value)
+        elif isinstance(value, dict) and value and all(map(_is_metrics, value.values())):
+            for member, group in value.items():
+                columns.setdefault(member, group)
+        else:
+            facts.append((name, show(value)))
+    groups = list(columns)
     metrics: dict[str, None] = {}
-    for name in groups:
-        metrics.update(dict.fromkeys(quality[name]))
-    rows = [(metric, [show(quality[name].get(metric)) for name in groups]) for metric in metrics]
+    for group in columns.values():
+        metrics.update(dict.fromkeys(group))
+    rows = [(m, [show(columns[g].get(m)) for g in groups]) for m in metrics]
     return QualityView(facts, groups, rows)
+
+
+def _is_metrics(value: Any) -> bool:
+    """True for a dict with at least one number among its values (a group of metrics)."""
+    return isinstance(value, dict) and any(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+    )
 
 
 def show(value: Any) -> str:

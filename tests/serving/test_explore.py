@@ -157,6 +157,21 @@ def test_quality_is_laid_out_without_knowing_its_keys():
     assert quality_view({}) == quality_view({}).__class__([], [], [])
 
 
+def test_baselines_nested_in_the_quality_record_become_columns():
+    view = quality_view(
+        {
+            "model": {"ndcg": 0.1},
+            "baselines": {"popularity": {"ndcg": 0.05}, "ease": {"ndcg": 0.07}},
+            "popularity": {"ndcg": 0.05},  # the same group again: one column
+            "best_baseline": {"name": "ease", "ndcg": 0.07},
+            "gate": {"verdict": "published"},
+        }
+    )
+    assert view.groups == ["model", "popularity", "ease", "best_baseline"]
+    assert view.rows[0] == ("ndcg", ["0.1000", "0.0500", "0.0700", "0.0700"])
+    assert view.facts == [("gate", '{"verdict": "published"}')]
+
+
 def test_times_read_as_utc():
     assert readable_time("2026-11-23T12:43:07+00:00") == "2026-11-23 12:43 UTC"
     assert readable_time("2026-11-23T13:43:07+01:00") == "2026-11-23 12:43 UTC"
