@@ -24,6 +24,17 @@ class ManifestError(ValueError):
     """A manifest is missing fields or holds values of the wrong kind."""
 
 
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    """Parse a manifest's text into a dict, or raise ManifestError saying what is wrong."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ManifestError(f"{what} is not a JSON object")
+    return data
+
+
 def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
     names = {f.name for f in fields(cls)}
     required = [
@@ -68,11 +79,7 @@ class IndexManifest:
 
     @classmethod
     def from_json(cls, text: str) -> IndexManifest:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"index manifest is not JSON: {exc}") from exc
-        return _from_dict(cls, data, "index manifest")
+        return _from_dict(cls, _json_object(text, "index manifest"), "index manifest")
 
 
 @dataclass(frozen=True)
@@ -112,13 +119,8 @@ class QueryEncoderManifest:
 
     @classmethod
     def from_json(cls, text: str) -> QueryEncoderManifest:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"query encoder manifest is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ManifestError("query encoder manifest is not a JSON object")
-        manifest = _from_dict(cls, data, "query encoder manifest")
+        what = "query encoder manifest"
+        manifest = _from_dict(cls, _json_object(text, what), what)
         if manifest.backend not in QUERY_BACKENDS:
             raise ManifestError(
                 f"query encoder manifest names backend {manifest.backend!r}; "
@@ -167,10 +169,4 @@ class RunManifest:
 
     @classmethod
     def from_json(cls, text: str) -> RunManifest:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"run manifest is not JSON: {exc}") from exc
-        if not isinstance(data, dict) or "run_id" not in data:
-            raise ManifestError("run manifest lacks run_id")
-        return _from_dict(cls, data, "run manifest")
+        return _from_dict(cls, _json_object(text, "run manifest"), "run manifest")
