@@ -84,24 +84,26 @@ def readable_time(iso: str) -> str:
 
 
 def quality_view(quality: dict[str, Any]) -> QualityView:
-    """Lay out a quality record: metric groups side by side, everything else as facts.
+    """Lay out a quality record: our model's metrics beside each baseline's, plain facts above.
 
-    The record's keys belong to the job, so nothing here names them. A dict holding numbers
-    is a metric group (a column); a dict of such dicts (the baselines) gives one column per
-    member, a name seen before is not repeated: {"k": 10, "model": {"ndcg": 0.3},
-    "baselines": {"popularity": {"ndcg": 0.1}}} becomes the fact k = 10 and a table with the
-    columns model and popularity and the row ndcg.
+    The job records "model" and, by name, the "baselines" (see `jobs.evaluate_holdout`):
+    those become the table's columns, the model first. A record without "baselines" (an
+    older run) gets a column for every dict of metrics it holds. Plain values (k, the
+    protocol, ...) are facts; other nested records (histograms, parameters, the gate) are
+    left to /v1/version.
     """
-    columns: dict[str, dict[str, Any]] = {}
-    facts = []
-    for name, value in quality.items():
-        if _is_metrics(value):
-            columns.setdefault(name, value)
-        elif isinstance(value, dict) and value and all(map(_is_metrics, value.values())):
-            for member, group in value.items():
-                columns.setdefault(member, group)
-        else:
-            facts.append((name, show(value)))
+    baselines, model = quality.get("baselines"), quality.get("model")
+    columns: dict[str, dict[str, Any]]
+    if isinstance(baselines, dict):
+        columns = {"model": model} if isinstance(model, dict) and _is_metrics(model) else {}
+        columns.update((k, v) for k, v in baselines.items() if _is_metrics(v) and k != "model")
+    else:
+        columns = {name: value for name, value in quality.items() if _is_metrics(value)}
+    facts = [
+        (name, show(value))
+        for name, value in quality.items()
+        if value is None or isinstance(value, str | int | float | bool)
+    ]
     groups = list(columns)
     metrics: dict[str, None] = {}
     for group in columns.values():

@@ -157,19 +157,21 @@ def test_quality_is_laid_out_without_knowing_its_keys():
     assert quality_view({}) == quality_view({}).__class__([], [], [])
 
 
-def test_baselines_nested_in_the_quality_record_become_columns():
+def test_the_model_and_each_baseline_of_the_quality_record_are_columns():
     view = quality_view(
         {
-            "model": {"ndcg": 0.1},
             "baselines": {"popularity": {"ndcg": 0.05}, "ease": {"ndcg": 0.07}},
-            "popularity": {"ndcg": 0.05},  # the same group again: one column
             "best_baseline": {"name": "ease", "ndcg": 0.07},
-            "gate": {"verdict": "published"},
+            "gate": {"verdict": "published", "drop": 0.01},
+            "k": 10,
+            "model": {"ndcg": 0.1},
+            "popularity": {"ndcg": 0.05},  # the same group again: not a column of its own
+            "score_histogram": [1, 2, 3],
         }
     )
-    assert view.groups == ["model", "popularity", "ease", "best_baseline"]
-    assert view.rows[0] == ("ndcg", ["0.1000", "0.0500", "0.0700", "0.0700"])
-    assert view.facts == [("gate", '{"verdict": "published"}')]
+    assert view.groups == ["model", "popularity", "ease"]
+    assert view.rows == [("ndcg", ["0.1000", "0.0500", "0.0700"])]
+    assert view.facts == [("k", "10")]
 
 
 def test_times_read_as_utc():
