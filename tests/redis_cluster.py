@@ -20,6 +20,9 @@ class RedisClusterProcesses:
         self.directory = directory
         self.password = password
         self.ports = [free_port() for _ in range(nodes)]
+        # The bus port defaults to port + 10000, past 65535 for a free port above 55535
+        # (redis-server then exits at start): every node gets a free bus port of its own.
+        self.bus_ports = [free_port() for _ in range(nodes)]
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -28,8 +31,8 @@ class RedisClusterProcesses:
         return f"redis://:{self.password.replace(' ', '%20')}@127.0.0.1:{self.ports[0]}/0"
 
     def start(self) -> RedisClusterProcesses:
-        for port in self.ports:
-            self.procs.append(subprocess.Popen(self._server(port), stdout=subprocess.DEVNULL))
+        for port, bus in zip(self.ports, self.bus_ports, strict=True):
+            self.procs.append(subprocess.Popen(self._server(port, bus), stdout=subprocess.DEVNULL))
         for port in self.ports:
             wait_for(f"redis://:{self.password.replace(' ', '%20')}@127.0.0.1:{port}/0")
         nodes = [f"127.0.0.1:{port}" for port in self.ports]
@@ -42,7 +45,7 @@ class RedisClusterProcesses:
         self._wait_ok()
         return self
 
-    def _server(self, port: int) -> list[str]:
+    def _server(self, port: int, bus: int) -> list[str]:
         node_dir = self.directory / str(port)
         node_dir.mkdir(parents=True, exist_ok=True)
         return [
@@ -51,6 +54,7 @@ class RedisClusterProcesses:
             "--bind", "127.0.0.1",
             "--dir", str(node_dir),
             "--cluster-enabled", "yes",
+            "--cluster-port", str(bus),
             "--cluster-config-file", "nodes.conf",
             "--requirepass", self.password,
             "--masterauth", self.password,
