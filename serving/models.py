@@ -182,6 +182,8 @@ class ErrorBody:
     error: ErrorDetail
 
 
+SCORE_DECIMALS = 6  # answers show scores to 6 decimals (float32 carries about 7 digits)
+
 _FIELDS: dict[type, tuple[str, ...] | None] = {}
 _SCALARS = frozenset({int, float, str, bool, type(None)})
 

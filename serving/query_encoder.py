@@ -51,8 +51,9 @@ def open_query_model(run_dir: Path, spec: EncoderSpec, backend: str, threads: in
             manifest = read_manifest(directory)
         except ManifestError:
             manifest = None
-        fits = manifest is not None and manifest.encoder == spec.name
-        backend = manifest.backend if fits and manifest is not None else TORCH
+        backend = TORCH
+        if manifest is not None and manifest.encoder == spec.name:
+            backend = manifest.backend
     if backend == TORCH:
         return TorchTextEncoder(spec, threads)
     model = OnnxTextEncoder(directory, backend, threads)

@@ -13,10 +13,8 @@ from typing import Any
 import numpy as np
 
 from schemas.redis_layout import Keys, unpack_list
-from serving.models import Item
+from serving.models import SCORE_DECIMALS, Item
 from serving.redis_client import RedisClient
-
-SCORE_DECIMALS = 6
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,14 @@ from flask import Blueprint, Response, jsonify, request
 
 from serving.app import current_search, current_version, services
 from serving.errors import bad_parameter
-from serving.models import HistoryRecommendations, HistoryRequest, Item, Recommendations, plain
+from serving.models import (
+    SCORE_DECIMALS,
+    HistoryRecommendations,
+    HistoryRequest,
+    Item,
+    Recommendations,
+    plain,
+)
 from serving.openapi import operation
 from serving.params import IdListParam, IntParam, check_id, check_int
 from serving.ranking import candidates, history_vector
@@ -94,7 +101,7 @@ def history_recommendations() -> Response:
     seen_rows = np.unique(np.asarray(rows, dtype=np.int64))
     found, scores = candidates(assets, history_vector(assets, seen_rows), wanted.n, seen_rows)
     items = [
-        Item(assets.index.item_ids[r], round(float(s), 6), assets.titles[r])
+        Item(assets.index.item_ids[r], round(float(s), SCORE_DECIMALS), assets.titles[r])
         for r, s in zip(found.tolist(), scores.tolist(), strict=True)
     ]
     return jsonify(plain(HistoryRecommendations(version.name, "history", items, unknown)))

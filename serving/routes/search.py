@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from serving.app import current_search, current_version, services
-from serving.models import SearchItem, SearchResults, plain
+from serving.models import SCORE_DECIMALS, SearchItem, SearchResults, plain
 from serving.openapi import operation
 from serving.params import IdParam, IntParam, TextParam
 from serving.ranking import search
@@ -56,9 +56,9 @@ def search_items(q: str, user_id: str | None, n: int) -> Response:
         SearchItem(
             item_id=assets.index.item_ids[row],
             title=assets.titles[row],
-            score=round(score, 6),
-            query_score=round(query, 6),
-            cf_score=None if part is None else round(part, 6),
+            score=round(score, SCORE_DECIMALS),
+            query_score=round(query, SCORE_DECIMALS),
+            cf_score=None if part is None else round(part, SCORE_DECIMALS),
         )
         for row, score, query, part in zip(
             ranked.rows.tolist(), ranked.score.tolist(), ranked.query.tolist(), cf, strict=True

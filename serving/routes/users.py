@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from serving.app import current_search, current_version
-from serving.models import HistoryItem, UserHistory, plain
+from serving.models import SCORE_DECIMALS, HistoryItem, UserHistory, plain
 from serving.openapi import operation
 from serving.params import IntParam, check_id
 
@@ -33,7 +33,9 @@ def user_history(user_id: str, n: int) -> Response:
     assets = current_search(version)
     recent = assets.histories.recent(user_id, n)
     items = [
-        HistoryItem(assets.index.item_ids[row], assets.titles[row], round(rating, 6), timestamp)
+        HistoryItem(
+            assets.index.item_ids[row], assets.titles[row], round(rating, SCORE_DECIMALS), timestamp
+        )
         for row, rating, timestamp in zip(
             recent.rows.tolist(), recent.ratings.tolist(), recent.times.tolist(), strict=True
         )
