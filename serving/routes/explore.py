@@ -54,6 +54,7 @@ def explore() -> tuple[str, int]:
         "query": request.args.get("q", "")[: config.max_query_chars],
         "max_query_chars": config.max_query_chars,
         "cf_weight": config.search_cf_weight,
+        "margin": config.search_margin,
     }
     try:
         version = current_version()
