@@ -5,6 +5,8 @@
     nightrec eval [--data DIR | --interactions URI --items URI] [--out DIR]
                   [--baselines LIST] [--run-id ID] [--config FILE]
     nightrec report [--out DIR] [--dest DIR]
+    nightrec versions [--out DIR] [--redis-url URL] [--config FILE] [--json]
+    nightrec rollback VERSION [--out DIR] [--redis-url URL] [--config FILE]
     nightrec serve [--out DIR] [--redis-url URL] [--host HOST] [--port PORT]
                    [--workers W] [--threads T]
 
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write the HTML quality report over runs")
     report.add_argument("--out", default="var", help="artefact directory (default ./var)")
     report.add_argument("--dest", help="where the pages go (default OUT/report)")
+    _add_version_parsers(commands)
     serve = commands.add_parser("serve", help="serve the API (gunicorn) from Redis and --out")
     from serving.cli import add_arguments  # light: the app itself is imported by the workers
 
@@ -82,6 +85,19 @@ def _add_eval_parser(commands) -> None:
     evaluate.add_argument("--config", help="TOML file of settings (see README)")
 
 
+def _add_version_parsers(commands) -> None:
+    listing = commands.add_parser("versions", help="list the published versions and metrics")
+    back = commands.add_parser("rollback", help="make an earlier published version current")
+    back.add_argument("version", help="a version listed by `nightrec versions`")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    for parser in (listing, back):
+        parser.add_argument("--out", help="artefact directory (default ./var)")
+        parser.add_argument(
+            "--redis-url", dest="redis_url", help="Redis URL (default: the private server)"
+        )
+        parser.add_argument("--config", help="TOML file of settings (see README)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
@@ -95,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = write_report(args.out, args.dest)
         print(f"wrote {len(paths) - 1} run pages and {paths[-1]}")
         return 0
+    if args.command in ("versions", "rollback"):
+        return _versions(args)
     if args.command == "serve":
         from serving.cli import serve_main
 
@@ -147,6 +165,62 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     print(run_line(manifest) if config.log_format == "json" else summary(manifest, config))
     return 0
+
+
+def _versions(args: argparse.Namespace) -> int:
+    """List the published versions, or roll the pointer back to one of them."""
+    import redis
+    from redis.exceptions import RedisClusterException
+
+    from jobs.config import build_config
+    from jobs.errors import JobError
+    from jobs.versions import format_versions, list_versions, rollback, versions_json
+    from schemas.redis_layout import Keys
+
+    flags = {"out": args.out, "redis_url": args.redis_url}
+    try:
+        config = build_config(flags, os.environ, args.config)
+        client = _version_client(config)
+        keys = Keys(config.redis_prefix)
+        if args.command == "versions":
+            infos = list_versions(client, keys)
+            print(versions_json(infos) if args.json else format_versions(infos))
+            return 0
+        previous = rollback(client, keys, args.version)
+    except JobError as exc:
+        print(f"nightrec: {exc}", file=sys.stderr)
+        return 2 if args.command == "versions" else 1
+    except (redis.RedisError, RedisClusterException) as exc:
+        print(f"nightrec: Redis failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 1
+    print(f"current version: {previous or 'none'} -> {args.version}")
+    return 0
+
+
+def _version_client(config):
+    """Return a client of the configured Redis, or of the private server under --out."""
+    from pathlib import Path
+
+    from jobs.storage import is_local, local_path
+    from serving.local_redis import LocalRedisError, ensure_local_redis
+    from serving.redis_client import connect
+
+    url = config.redis_url
+    if not url:
+        if not is_local(config.out):
+            from jobs.errors import ConfigError
+
+            raise ConfigError(
+                f"no private redis-server for a remote --out {config.out}: give "
+                "--redis-url (or NIGHTREC_REDIS_URL)"
+            )
+        try:
+            url = ensure_local_redis(Path(local_path(config.out)))
+        except LocalRedisError as exc:
+            from jobs.errors import ConfigError
+
+            raise ConfigError(str(exc)) from None
+    return connect(url, cluster=config.redis_cluster, timeout=30, connect_timeout=5)
 
 
 def _start_spark(config) -> Future:

@@ -5,6 +5,9 @@ cannot be loaded. Uses its own key prefix in the serving Redis."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -105,3 +108,29 @@ def test_a_newly_published_version_is_served_without_restart(
     assert found["items"][0] == {**found["items"][0], "item_id": NEW_ID, "title": NEW_TITLE}
     ready = client.get("/readyz").get_json()
     assert (ready["serving_version"], ready["index_items"]) == ("v2", len(catalogue.MOVIES) + 1)
+
+
+def test_a_rollback_is_served_without_restart(switch_app, published):
+    """`nightrec rollback` (a process of its own) moves the pointer back; the running app
+    serves the old version's index and lists again with no failed request."""
+    client = switch_app.test_client()
+    wait_for_version(client, "v2")  # published by the test above
+    env = {**os.environ, "NIGHTREC_REDIS_PREFIX": PREFIX}
+    command = [sys.executable, "-m", "jobs.cli", "rollback", "v1", "--redis-url"]
+    done = subprocess.run([*command, published.redis_url], env=env, capture_output=True, text=True)
+
+    assert (done.returncode, done.stdout, done.stderr) == (0, "current version: v2 -> v1\n", "")
+    statuses = wait_for_version(client, "v1")
+    assert set(statuses) == {200}
+    assert client.get(f"/v1/items/{NEW_ID}/similar").status_code == 404  # v1 never had it
+    ready = client.get("/readyz").get_json()
+    assert (ready["serving_version"], ready["index_items"]) == ("v1", len(catalogue.MOVIES))
+    listing = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "versions", "--redis-url", published.redis_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert [line.split()[0] for line in listing[1:]] == ["v2", "*"]  # newest first
+    assert listing[2].split()[1] == "v1"
