@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: venv system-deps demo test test-fast lint format bench clean
+.PHONY: venv system-deps demo test test-fast lint audit format bench clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,15 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# Known vulnerabilities in every pinned dependency (pip-audit in a venv of its own).
+audit: .venv-audit/.installed
+	.venv-audit/bin/python scripts/audit.py
+
+.venv-audit/.installed: requirements-audit.txt
+	test -x .venv-audit/bin/python || $(PYTHON) -m venv .venv-audit
+	.venv-audit/bin/python -m pip install --quiet --no-deps -r requirements-audit.txt
+	touch $@
 
 format: venv
 	$(VENV)/bin/ruff format .

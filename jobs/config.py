@@ -188,8 +188,9 @@ class JobConfig:
     def public(self) -> dict[str, Any]:
         """Return the settings as plain values, for the run manifest (no secrets)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        if values["redis_url"]:
-            values["redis_url"] = redact_url(values["redis_url"])
+        for name in ("redis_url", "pushgateway_url"):  # URLs that may carry credentials
+            if values[name]:
+                values[name] = redact_url(values[name])
         values["stages"] = list(values["stages"])
         values["eval_baselines"] = list(values["eval_baselines"])
         return values

@@ -11,11 +11,13 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, Gauge
 
 from jobs.config import JobConfig
 from schemas.manifest import RunManifest
+from schemas.settings import redact_url
 from serving.logs import JsonFormatter, json_line
 
 log = logging.getLogger(__name__)
@@ -97,12 +99,30 @@ def _epoch(iso: str | None) -> float:
     return datetime.fromisoformat(iso).timestamp() if iso else 0.0
 
 
+def push(url: str, registry: CollectorRegistry) -> None:
+    """Push the registry to a Pushgateway; credentials in the URL (https://user:pw@host)
+    become a basic-auth header (prometheus_client would take them for part of the host)."""
+    from prometheus_client.exposition import basic_auth_handler, default_handler, push_to_gateway
+
+    parts = urlsplit(url)
+    handler = default_handler
+    if parts.username is not None:
+        user, password = unquote(parts.username), unquote(parts.password or "")
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        url = urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
+
+        def handler(url, method, timeout, headers, data):  # type: ignore[no-redef]
+            return basic_auth_handler(url, method, timeout, headers, data, user, password)
+
+    push_to_gateway(url, job=PUSH_JOB, registry=registry, timeout=10, handler=handler)
+
+
 def export_metrics(manifest: RunManifest, config: JobConfig) -> None:
     """Write the run's metrics to the textfile and/or push them; a failure only warns (the
     run's outcome stands)."""
     if not (config.metrics_file or config.pushgateway_url):
         return
-    from prometheus_client import push_to_gateway, write_to_textfile
+    from prometheus_client import write_to_textfile
 
     reg = registry_for(manifest)
     if config.metrics_file:
@@ -113,6 +133,7 @@ def export_metrics(manifest: RunManifest, config: JobConfig) -> None:
             log.warning("could not write metrics to %s: %s", config.metrics_file, exc)
     if config.pushgateway_url:
         try:
-            push_to_gateway(config.pushgateway_url, job=PUSH_JOB, registry=reg, timeout=10)
+            push(config.pushgateway_url, reg)
         except OSError as exc:
-            log.warning("could not push metrics to %s: %s", config.pushgateway_url, exc)
+            where = redact_url(config.pushgateway_url)  # basic-auth credentials stay out of logs
+            log.warning("could not push metrics to %s: %s", where, exc)

@@ -56,7 +56,12 @@ def test_bad_config_files_are_named(tmp_path):
 
 
 def test_passwords_never_reach_the_manifest():
-    config = build_config({"redis_url": "rediss://app:s3cret@cache:6380/0"}, {})
-    assert "s3cret" not in str(config.public())
+    config = build_config(
+        {"redis_url": "rediss://app:s3cret@cache:6380/0"},
+        {"NIGHTREC_PUSHGATEWAY_URL": "https://ops:pushpw@gateway:9091"},
+    )
+    public = str(config.public())
+    assert "s3cret" not in public and "pushpw" not in public
+    assert config.public()["pushgateway_url"] == "https://ops:***@gateway:9091"
     assert redact_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
     assert redact_url("redis://h:1/0") == "redis://h:1/0"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import re
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -69,16 +72,43 @@ def test_metrics_textfile_holds_stages_quality_and_the_run(tmp_path):
     assert list(path.parent.iterdir()) == [path]  # written atomically: no temp file left
 
 
-def test_an_unreachable_pushgateway_only_warns(caplog):
-    config = build_config({"pushgateway_url": f"http://127.0.0.1:{free_port()}"}, {})
+def test_an_unreachable_pushgateway_only_warns_without_its_credentials(caplog):
+    port = free_port()
+    config = build_config({"pushgateway_url": f"http://ops:pushpw@127.0.0.1:{port}"}, {})
 
     with caplog.at_level(logging.WARNING, logger="jobs.observe"):
         export_metrics(manifest(), config)
 
     assert [r.getMessage() for r in caplog.records] == [
-        f"could not push metrics to {config.pushgateway_url}: "
+        f"could not push metrics to http://ops:***@127.0.0.1:{port}: "
         "<urlopen error [Errno 111] Connection refused>"
     ]
+
+
+def test_pushgateway_credentials_in_the_url_are_sent_as_basic_auth():
+    seen: list[tuple[str, str, str | None]] = []
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_PUT(self):  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.command, self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Gateway)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    url = f"http://ops:p%40ss@127.0.0.1:{server.server_port}"
+
+    export_metrics(manifest(), build_config({"pushgateway_url": url}, {}))
+
+    thread.join(timeout=10)
+    server.server_close()
+    token = base64.b64encode(b"ops:p@ss").decode()
+    assert seen == [("PUT", "/metrics/job/nightrec_job", f"Basic {token}")]
 
 
 def test_json_stage_and_run_lines_carry_the_run_id_and_version():

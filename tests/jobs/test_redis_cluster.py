@@ -24,6 +24,12 @@ def node_keys(cluster) -> dict[int, list[str]]:
     return found
 
 
+def cluster_secret(path, cluster) -> bool:
+    """Say whether a file holds the cluster's password (in plain or URL-encoded form)."""
+    data = path.read_bytes()
+    return any(s.encode() in data for s in (cluster.password, cluster.password.replace(" ", "%20")))
+
+
 def test_publish_to_a_cluster_and_serve_from_it(spark, redis_cluster, tmp_path):
     board = write_movielens(tmp_path / "board", *checkerboard(SIZE))
     url, keys = redis_cluster.url, Keys()
@@ -32,6 +38,8 @@ def test_publish_to_a_cluster_and_serve_from_it(spark, redis_cluster, tmp_path):
 
     by_node = node_keys(redis_cluster)
     assert all(by_node.values())  # the version's keys spread over all three primaries
+    run_files = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
+    assert run_files and not [p for p in run_files if cluster_secret(p, redis_cluster)]
     control = [p for p, ks in by_node.items() if keys.current in ks and keys.versions in ks]
     assert len(control) == 1  # the hash tag keeps pointer and versions on one node
     serve = build_serve_config({"out": str(tmp_path), "redis_url": url, "redis_cluster": "1"})
