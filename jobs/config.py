@@ -19,6 +19,7 @@ from schemas.settings import (
     Setting,
     choice,
     fraction,
+    non_negative,
     parse_bool,
     positive,
     redact_url,
@@ -96,6 +97,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis_prefix", str, "prefix of every Redis key"),
     Setting("redis_cluster", parse_bool, "the Redis URL names a node of a Redis Cluster"),
     Setting("keep_versions", int, "published versions kept in Redis", positive),
+    Setting("keep_runs", int, "run directories kept under OUT/runs (0 = all)", non_negative),
     Setting("publish_batch", int, "lists per Redis write batch", positive),
     Setting("spark_master", str, "Spark master URL"),
     Setting("spark_driver_memory", str, "Spark driver memory"),
@@ -154,6 +156,7 @@ class JobConfig:
     redis_prefix: str = "nightrec"
     redis_cluster: bool = False
     keep_versions: int = 2
+    keep_runs: int = 10
     publish_batch: int = 2000
     spark_master: str = "local[*]"
     spark_driver_memory: str = "4g"

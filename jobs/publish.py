@@ -2,19 +2,22 @@
 
 Lists are packed (schemas.redis_layout) and written from the Spark partitions in large
 pipelined batches under a new version namespace. Only when every list is written and counted
-does the single pointer key move; then versions beyond `keep_versions` are removed. A failure
+does the single pointer key move; then versions beyond `keep_versions` are removed from Redis,
+and run directories beyond `keep_runs` (not one a kept version reads) from OUT/runs. A failure
 before the switch leaves the previous version current and untouched.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 import redis
+from py4j.protocol import Py4JError
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from redis.exceptions import RedisClusterException
@@ -22,11 +25,14 @@ from redis.exceptions import RedisClusterException
 from jobs.context import Context, Stage, StageResult
 from jobs.errors import PublishError, QualityGateError
 from jobs.quality_gate import gate_check, published_quality
-from jobs.run_store import utc_now
+from jobs.run_store import prune_runs, utc_now
+from jobs.versions import list_versions
 from schemas.redis_layout import Keys, pack_list
 from schemas.tables import ITEMS, POPULAR, RECOMMENDATIONS, SIMILAR_ITEMS
 from serving.redis_client import RedisClient
 from serving.redis_client import connect as connect_url
+
+log = logging.getLogger(__name__)
 
 SCAN_COUNT = 10_000
 
@@ -162,6 +168,7 @@ def run(ctx: Context) -> StageResult:
         lists = _write_version(ctx, client, keys, version)
         switch(client, keys, version)
         removed = collect_garbage(client, keys, ctx.config.keep_versions)
+        in_use = {info.meta.get("run_id") for info in list_versions(client, keys)}
     except (redis.RedisError, RedisClusterException) as exc:
         raise PublishError(
             f"Redis failed while publishing ({type(exc).__name__}: {exc}); the previously "
@@ -169,11 +176,25 @@ def run(ctx: Context) -> StageResult:
         ) from None
     ctx.manifest.version = version
     ctx.manifest.counts.update(redis_user_lists=lists["users"], redis_item_lists=lists["items"])
+    pruned = retain_runs(ctx, {str(run_id) for run_id in in_use if run_id})
     return StageResult(
         lists["users"],
         f"version {version}: {lists['users']} user lists, "
-        f"{lists['items']} similar lists, {removed} old keys removed",
+        f"{lists['items']} similar lists, {removed} old keys removed, {pruned} old runs deleted",
     )
+
+
+def retain_runs(ctx: Context, in_use: set[str]) -> int:
+    """Delete run directories beyond `keep_runs`, never one a published version reads. The
+    version is already switched: a failure here is a warning, not a failed run."""
+    try:
+        removed = prune_runs(ctx.run, ctx.config.keep_runs, in_use)
+    except (OSError, Py4JError) as exc:
+        log.warning("could not delete old run directories (%s); they stay until the next run", exc)
+        return 0
+    if removed:
+        log.info("deleted old runs beyond keep_runs=%d: %s", ctx.config.keep_runs, removed)
+    return len(removed)
 
 
 def switch(client: RedisClient, keys: Keys, version: str) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -104,6 +105,13 @@ class RunDir:
     def read_manifest(self) -> RunManifest:
         return RunManifest.from_json(self.read_text(RUN_MANIFEST))
 
+    def remove(self) -> None:
+        """Delete the run's directory with everything in it."""
+        if self.hadoop is None:
+            shutil.rmtree(self.path(), ignore_errors=False)
+        else:
+            self.hadoop.delete(self.path())
+
     @contextmanager
     def local_dir(self, name: str) -> Iterator[Path]:
         """Yield a local directory to write the run's `name` into; a remote run gets a
@@ -156,6 +164,33 @@ def latest_published(run: RunDir, exclude: str | None = None) -> RunDir | None:
             if best is None or manifest.finished_at > best[0]:
                 best = (manifest.finished_at, other)
     return best[1] if best else None
+
+
+def prune_runs(run: RunDir, keep: int, protected: Collection[str]) -> list[str]:
+    """Delete the run directories beside `run` beyond the newest `keep` (0: keep all); return
+    the ids deleted.
+
+    Only runs that started before `run` are candidates, and never a protected one (a run a
+    published version still reads its index from). Runs whose manifest cannot be read are
+    left alone for an operator to look at: retention never guesses.
+    """
+    if keep <= 0:
+        return []
+    started: list[tuple[str, str]] = []
+    for run_id in _run_ids(run):
+        try:
+            started.append((RunDir(run.out, run_id, run.hadoop).read_manifest().started_at, run_id))
+        except (OSError, ManifestError, json.JSONDecodeError) as exc:
+            log.warning("retention skips run %s: unreadable manifest (%s)", run_id, exc)
+    mine = next((at for at, run_id in started if run_id == run.run_id), None)
+    newest_first = sorted(started, reverse=True)
+    removed = []
+    for at, run_id in newest_first[keep:]:
+        if run_id == run.run_id or run_id in protected or (mine is not None and at >= mine):
+            continue
+        RunDir(run.out, run_id, run.hadoop).remove()
+        removed.append(run_id)
+    return removed
 
 
 def _run_ids(run: RunDir) -> list[str]:

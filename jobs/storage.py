@@ -76,6 +76,12 @@ class HadoopFiles:
         found = fs.globStatus(path) or []
         return sorted(str(status.getPath().toString()) for status in found)
 
+    def delete(self, uri: str) -> None:
+        """Delete a file or a directory with everything under it (nothing when absent)."""
+        fs, path = self._fs(uri)
+        if fs.exists(path) and not fs.delete(path, True):
+            raise OSError(f"could not delete {uri}")
+
     def put_dir(self, local: Path, uri: str) -> None:
         """Copy a local directory's files to uri (replacing what was there); nothing when the
         local directory was not made (an optional export that failed)."""

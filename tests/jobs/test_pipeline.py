@@ -62,7 +62,9 @@ def test_checkerboard_end_to_end(spark, redis_url, board_dir, tmp_path):
 def test_rerun_reuses_embeddings_and_collects_old_versions(spark, redis_url, board_dir, tmp_path):
     first = run_job(config(board_dir, tmp_path, redis_url, "a"), spark=spark)
     second = run_job(config(board_dir, tmp_path, redis_url, "b"), spark=spark)
-    third = run_job(config(board_dir, tmp_path, redis_url, "c", keep_versions=2), spark=spark)
+    third = run_job(
+        config(board_dir, tmp_path, redis_url, "c", keep_versions=2, keep_runs=1), spark=spark
+    )
 
     assert first.counts["items_encoded"] == SIZE
     assert second.counts["items_encoded"] == 0 and second.counts["items_reused"] == SIZE
@@ -72,6 +74,8 @@ def test_rerun_reuses_embeddings_and_collects_old_versions(spark, redis_url, boa
     assert [v.decode() for v in client.zrange(keys.versions, 0, -1)] == ["b", "c"]
     versions = {keys.version_of(k.decode()) for k in client.scan_iter(keys.version_pattern())}
     assert versions == {"b", "c"}
+    # keep_runs=1 deletes run a; b stays while version b, kept in Redis, reads its index
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["b", "c"]
 
 
 def test_changed_item_text_is_the_only_one_encoded(spark, redis_url, board_dir, tmp_path):

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from jobs.run_store import RunDir, latest_published
+import pytest
+
+from jobs.run_store import RunDir, latest_published, prune_runs
 from jobs.storage import HadoopFiles, is_local
 from schemas.manifest import RunManifest
 from schemas.tables import POPULAR
@@ -44,3 +46,22 @@ def test_a_file_is_replaced_whole(spark, tmp_path):
 
     assert run.read_text("note.txt") == "second"
     assert run.file_exists("note.txt") and not run.file_exists("other.txt")
+
+
+@pytest.mark.parametrize("through_hadoop", [False, True], ids=["local", "hadoop"])
+def test_retention_deletes_old_runs_but_never_one_in_use(spark, tmp_path, through_hadoop):
+    hadoop = HadoopFiles(spark) if through_hadoop else None
+    out = f"file://{tmp_path}" if through_hadoop else str(tmp_path)
+    started = {"a": "2026-01-01", "b": "2026-01-02", "c": "2026-01-03", "d": "2026-01-04"}
+    started |= {"e": "2026-01-05", "f": "2026-01-06"}  # e: this run; f: one started after it
+    for rid, at in started.items():
+        RunDir(out, rid, hadoop).write_manifest(RunManifest(rid, started_at=at))
+    (tmp_path / "runs/x").mkdir()
+    (tmp_path / "runs/x/manifest.json").write_text("{not json")  # a corrupt run
+    run = RunDir(out, "e", hadoop)
+
+    assert prune_runs(run, 0, set()) == []  # 0 keeps every run
+    removed = prune_runs(run, 2, {"a"})
+
+    assert sorted(removed) == ["b", "c", "d"]  # a is in use; e, f are the newest two
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["a", "e", "f", "x"]
