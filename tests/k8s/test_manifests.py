@@ -181,3 +181,34 @@ def test_the_dashboard_queries_only_metrics_that_exist():
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     used = {name for e in exprs for name in re.findall(r"nightrec_[a-z_]+", e)}
     assert used and used <= known
+
+
+def pod_specs(docs: list[dict]) -> dict[str, dict]:
+    """Return the pod spec of every workload, by 'Kind/name'."""
+    found = {}
+    for doc in docs:
+        spec = doc.get("spec", {})
+        if doc["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        if "template" in spec:
+            found[f"{doc['kind']}/{doc['metadata']['name']}"] = spec["template"]["spec"]
+    return found
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_and_image_runs_as_non_root(overlay):
+    pods = pod_specs(render(overlay))
+    assert {"CronJob/nightrec-job", "Deployment/nightrec-api"} <= set(pods)
+    for name, pod in pods.items():
+        for container in pod["containers"] + pod.get("initContainers", []):
+            context = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+            assert context.get("runAsNonRoot") is True, f"{name}/{container['name']}"
+            assert context.get("runAsUser", 0) != 0, f"{name}/{container['name']}"
+            assert not context.get("privileged"), f"{name}/{container['name']}"
+    for dockerfile in ("Dockerfile.job", "Dockerfile.api"):
+        users = [
+            line.split()[1]
+            for line in (REPO / dockerfile).read_text().splitlines()
+            if line.startswith("USER ")
+        ]
+        assert users and users[-1] not in ("root", "0"), dockerfile  # the last USER wins
