@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ import redis
 from jobs.pipeline import RunFailed, run_job
 from schemas.redis_layout import Keys
 from serving.store import ListStore
+from tests.conftest import REPO
 from tests.movielens import checkerboard, job_config, write_movielens
 
 pytestmark = pytest.mark.slow
@@ -172,6 +175,34 @@ def test_broken_input_fails_with_one_line_and_the_old_version_untouched(
     assert snapshot(client) == before  # the pointer and every key of the good version
     assert ListStore(client).current_version() == "good"
     assert (good.out / "runs/good/manifest.json").read_text() == good_manifest
+
+
+def test_the_command_prints_one_line_and_keeps_the_old_version(good, redis_good, tmp_path):
+    """`nightrec run` as cron runs it: exit 1, stderr exactly the reason (no JVM or Spark
+    start-up lines, no traceback), the good version current with every key as it was."""
+    case, reason = FAILURES["wrong_delimiter"]
+    data = case.write(tmp_path / "semicolons")
+    client = redis.Redis.from_url(redis_good)
+    before = snapshot(client)
+    command = ["run", "--data", str(data), "--out", str(good.out), "--redis-url", redis_good]
+    command += ["--run-id", "cli", "--spark-master", "local[1]"]
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs", *command],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    prefix = "nightrec: run cli failed: "
+    assert lines[0].startswith(prefix) and re.search(reason, lines[0].removeprefix(prefix))
+    assert snapshot(client) == before
+    recorded = json.loads((good.out / "runs/cli/manifest.json").read_text())
+    assert recorded["status"] == "failed" and recorded["reason"] == lines[0].removeprefix(prefix)
 
 
 def in_order(rows) -> list[tuple[str, str, dict]]:
