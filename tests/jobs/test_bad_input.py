@@ -289,6 +289,7 @@ class Published:
     case: Case
     quarantined: list[tuple[str, dict]]
     check: Callable[[ListStore, str, dict], None]
+    evaluate: bool = False  # the holdout evaluation too (where the data tests its protocol)
 
 
 def _huge_ids(store: ListStore, version: str, counts: dict) -> None:
@@ -375,9 +376,13 @@ PUBLISHED = {
         ),
         [],
         _one_item,
+        evaluate=True,
     ),
     "single_user": Published(
-        Case(ratings=[(1, 100 + i, 4.0, T0 + i) for i in range(1, 9)]), [], _single_user
+        Case(ratings=[(1, 100 + i, 4.0, T0 + i) for i in range(1, 9)]),
+        [],
+        _single_user,
+        evaluate=True,
     ),
 }
 
@@ -388,7 +393,8 @@ def test_odd_input_publishes_with_bad_rows_counted(name, spark, good, redis_good
     data = case.case.write(tmp_path / name)
     client = redis.Redis.from_url(redis_good)
 
-    manifest = run_job(config(data, good.out, redis_good, name), spark)
+    holdout = 1 if case.evaluate else 0
+    manifest = run_job(config(data, good.out, redis_good, name, eval_holdout=holdout), spark)
 
     assert (manifest.status, manifest.version) == ("published", name)
     store = ListStore(client)
