@@ -95,6 +95,8 @@ def _require_columns(df: DataFrame, source: Source, delimiter: str) -> None:
     missing = [c for c in source.required if c not in df.columns]
     if not missing:
         return
+    if not df.columns:
+        raise InputError(f"{source.uri} is empty (no header, no rows)")
     found = ", ".join(repr(c) for c in df.columns) or "none"
     hint = ""
     if len(df.columns) == 1 and any(d in df.columns[0] for d in ",;\t|" if d != delimiter):
@@ -195,7 +197,15 @@ def run(ctx: Context) -> StageResult:
         for df in checked:
             df.unpersist()
     totals = ctx.read(INTERACTIONS).agg(F.count("*"), F.countDistinct("user_id")).first()
-    counts = {"interactions": totals[0], "users": totals[1], "items": ctx.read(ITEMS).count()}
+    # Kept (their interactions count for CF), but their text embedding is that of "".
+    textless = F.sum((F.col("text") == "").cast("long"))
+    item_totals = ctx.read(ITEMS).agg(F.count("*"), textless).first()
+    counts = {
+        "interactions": totals[0],
+        "users": totals[1],
+        "items": item_totals[0],
+        "items_without_text": item_totals[1] or 0,
+    }
     ctx.manifest.counts.update(counts)
     ctx.manifest.rejected["duplicates_collapsed"] = (
         rejected["interactions_read"] - rejected["interactions_rejected"] - counts["interactions"]
@@ -204,7 +214,8 @@ def run(ctx: Context) -> StageResult:
         raise InputError(f"no usable interactions in {inter.uri}")
     return StageResult(
         counts["interactions"],
-        f"{counts['items']} items, {counts['users']} users, "
+        f"{counts['items']} items ({counts['items_without_text']} without text), "
+        f"{counts['users']} users, "
         f"{rejected['interactions_rejected'] + rejected['items_rejected']} rows quarantined",
     )
 
@@ -215,10 +226,13 @@ def _rejections(ctx: Context, checked_inter: DataFrame, checked_items: DataFrame
     verdicts = checked_inter.select(F.lit("interactions").alias("source"), "reason").unionByName(
         checked_items.select(F.lit("items").alias("source"), "reason")
     )
-    counts = verdicts.groupBy("source", "reason").count().collect()  # one pass over both
+    # Counted by cause, not by offending value: 60 distinct bad ids are one cause of 60 rows.
+    kinds = verdicts.select("source", V.reason_kind(F.col("reason")).alias("reason"))
+    counts = kinds.groupBy("source", "reason").count().collect()  # one pass over both
     reasons = [r for r in counts if r["reason"] is not None]
     rejected["reasons"] = {f"{r['source']}: {r['reason']}": r["count"] for r in reasons}
-    for name in ("interactions", "items"):
+    # The catalogue first: its bad rows make interactions "unknown items"; name the cause.
+    for name in ("items", "interactions"):
         source_uri = ctx.manifest.inputs[name]
         read = sum(r["count"] for r in counts if r["source"] == name)
         bad = sum(r["count"] for r in reasons if r["source"] == name)

@@ -28,7 +28,7 @@ from jobs.quality_gate import gate_check, published_quality
 from jobs.run_store import prune_runs, utc_now
 from jobs.versions import list_versions
 from schemas.redis_layout import Keys, pack_list
-from schemas.tables import ITEMS, POPULAR, RECOMMENDATIONS, SIMILAR_ITEMS
+from schemas.tables import INTERACTIONS, ITEMS, POPULAR, RECOMMENDATIONS, SIMILAR_ITEMS
 from serving.redis_client import RedisClient
 from serving.redis_client import connect as connect_url
 
@@ -134,6 +134,27 @@ def write_lists(
     return int(row[0] or 0)
 
 
+def write_empty_lists(
+    ctx: Context, client: RedisClient, recs: DataFrame, key_of: Callable[[object], str]
+) -> int:
+    """Write an empty list for every user of the interactions without recommendations.
+
+    Such a user has seen every item: the API must answer an empty personal list, not the
+    popular list (made of items the user has seen). Return the lists written.
+    """
+    listed = recs.select("user_id").distinct()
+    users = ctx.read(INTERACTIONS).select("user_id").distinct()
+    empty = pack_list(np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.float32))
+    pipe, written = client.pipeline(transaction=False), 0
+    for row in users.join(listed, "user_id", "left_anti").toLocalIterator():
+        pipe.set(key_of(row.user_id), empty)
+        written += 1
+        if written % ctx.config.publish_batch == 0:
+            pipe.execute()
+    pipe.execute()
+    return written
+
+
 def collect_garbage(client: RedisClient, keys: Keys, keep: int) -> int:
     """Drop versions beyond the newest `keep` (never the current) and unpublished leftovers."""
     current = (client.get(keys.current) or b"").decode()
@@ -231,6 +252,10 @@ def _write_version(ctx: Context, client: RedisClient, keys: Keys, version: str) 
         ctx, recs, "user_id", "item_id", lambda u: keys.user(version, u), ids, ctx.redis_url
     )
     expected = ctx.manifest.counts.get("users") or recs.select("user_id").distinct().count()
+    if users < expected:  # users who have seen every item: min(N, unseen) = 0 items
+        empty = write_empty_lists(ctx, client, recs, lambda u: keys.user(version, u))
+        ctx.manifest.counts["empty_user_lists"] = empty
+        users += empty
     similar = write_lists(
         ctx,
         ctx.read(SIMILAR_ITEMS),
@@ -258,4 +283,4 @@ def _write_version(ctx: Context, client: RedisClient, keys: Keys, version: str) 
     return {"users": users, "items": similar}
 
 
-STAGE = Stage("publish", (ITEMS, POPULAR, RECOMMENDATIONS, SIMILAR_ITEMS), (), run)
+STAGE = Stage("publish", (INTERACTIONS, ITEMS, POPULAR, RECOMMENDATIONS, SIMILAR_ITEMS), (), run)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 LOG4J = Path(__file__).with_name("log4j2.properties")
+# What the JVM itself prints at start, not Spark's log: Spark's launcher always adds the
+# incubator module jdk.incubator.vector, and the JVM warns about it on stderr.
+JVM_NOTICES = (b"WARNING: Using incubator modules:",)
 ARCHIVE_SETTLE_S = 30  # the JVM writes its class archive after the Python process has gone
 
 if TYPE_CHECKING:
@@ -92,20 +97,48 @@ def build_session(config: JobConfig, app_name: str = "nightrec") -> SparkSession
         spark.sparkContext.setLogLevel("INFO" if config.verbose else "ERROR")
         return spark
     cores = os.cpu_count() or 2
-    partitions = config.spark_partitions or 2 * cores
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .master(config.spark_master)
-        .config("spark.driver.memory", config.spark_driver_memory)
-        .config("spark.sql.shuffle.partitions", str(partitions))
-        .config("spark.sql.adaptive.enabled", "true")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.python.worker.reuse", "true")
-        .config("spark.driver.extraJavaOptions", java_options(config))
-    )
-    spark = builder.getOrCreate()
+    settings = {
+        "spark.app.name": app_name,
+        "spark.master": config.spark_master,
+        "spark.driver.memory": config.spark_driver_memory,
+        "spark.sql.shuffle.partitions": str(config.spark_partitions or 2 * cores),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.python.worker.reuse": "true",
+        "spark.driver.extraJavaOptions": java_options(config),
+    }
+    _start_driver(settings)
+    spark = SparkSession.builder.config(map=settings).getOrCreate()
     spark.sparkContext.setLogLevel("INFO" if config.verbose else "ERROR")
     return spark
+
+
+def _start_driver(settings: dict[str, str]) -> None:
+    """Start the driver JVM (unless one runs) with its stderr filtered of JVM_NOTICES.
+
+    pyspark's `launch_gateway` takes Popen arguments for this ("e.g., capturing stdout/stderr");
+    everything else the JVM writes to stderr (Spark's errors) passes through unchanged.
+    """
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None:
+        return  # a JVM of this process is up: getOrCreate uses it
+    conf = SparkConf().setAll(list(settings.items()))
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
+    threading.Thread(
+        target=_forward_stderr, args=(gateway.proc.stderr,), name="jvm-stderr", daemon=True
+    ).start()
+    SparkContext(conf=conf, gateway=gateway)
+
+
+def _forward_stderr(stream: IO[bytes]) -> None:
+    """Copy the JVM's stderr to this process's, line by line, without JVM_NOTICES."""
+    for line in iter(stream.readline, b""):
+        if not line.startswith(JVM_NOTICES):
+            view = memoryview(line)
+            while view:
+                view = view[os.write(2, view) :]

@@ -58,8 +58,13 @@ def _parse_id(col: str, id_type: str) -> tuple[Column, Column]:
     """Return (parsed id, reason) for a raw id column."""
     value = F.trim(F.col(col))
     parsed = value.try_cast("bigint") if id_type == INT_ID else value
-    reason = F.when(value.isNull() | (value == ""), F.lit(f"missing {col}")).when(
-        parsed.isNull(), F.concat(F.lit(f"{col} is not an integer: "), value)
+    reason = (
+        F.when(value.isNull() | (value == ""), F.lit(f"missing {col}"))
+        .when(
+            parsed.isNull() & value.rlike(r"^[+-]?[0-9]+$"),
+            F.concat(F.lit(f"{col} is outside the 64-bit integer range: "), value),
+        )
+        .when(parsed.isNull(), F.concat(F.lit(f"{col} is not an integer: "), value))
     )
     return parsed, reason
 
@@ -149,6 +154,12 @@ def reject_unknown_items(interactions: DataFrame, items: DataFrame) -> DataFrame
         F.when(F.col("_known").isNull(), F.lit("item_id not in the item catalogue")),
     )
     return joined.withColumn("reason", reason).drop("_known").select(interactions.columns)
+
+
+def reason_kind(reason: Column) -> Column:
+    """Return the reason without the offending value ("userId is not an integer: u7" ->
+    "userId is not an integer"), so that rows rejected for one cause are counted together."""
+    return F.regexp_replace(reason, r"(?s): .*$", "")
 
 
 def quarantined(df: DataFrame, source: str) -> DataFrame:

@@ -45,10 +45,8 @@ def test_missing_input_fails_with_one_line_and_a_failed_manifest(tmp_path):
     )
 
     assert proc.returncode == 1
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("nightrec:")]
-    assert lines == [
+    assert proc.stderr.splitlines() == [  # the reason alone: no JVM or Spark start-up lines
         f"nightrec: run r failed: ingest: input not found: {tmp_path}/absent/ratings.csv"
     ]
-    assert "Traceback" not in proc.stderr
     manifest = json.loads((tmp_path / "out/runs/r/manifest.json").read_text())
     assert manifest["status"] == "failed" and "input not found" in manifest["reason"]
