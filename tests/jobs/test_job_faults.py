@@ -408,7 +408,23 @@ def test_full_or_read_only_disk_fails_in_one_line_and_keeps_v1(
         )
 
     one_line(str(read_only.value))
-    assert "Read-only file system" in str(read_only.value) and "r4" in str(read_only.value)
+    assert "Read-only file system (EROFS)" in str(read_only.value)
+    assert f"{frozen_out}/runs/r4" in str(read_only.value)
+    command = [sys.executable, "-m", "jobs.cli", "run", "--data", str(baseline.data)]
+    command += ["--out", str(frozen_out), "--redis-url", server.url, "--run-id", "r5"]
+    cli = subprocess.run(
+        [*command, "--spark-master", "local[1]"],
+        cwd=REPO,
+        env=_job_env(server.url),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr, cli.stderr
+    said = [line for line in cli.stderr.splitlines() if line.startswith("nightrec:")]
+    assert said == [
+        f"nightrec: run r5 failed: setup: Read-only file system (EROFS): {frozen_out}/runs/r5"
+    ]
     assert checksums(out / "runs" / "v1") == v1_files
     assert_v1_served(client, baseline)
 
