@@ -280,6 +280,8 @@ def test_job_killed_mid_stage_then_the_same_run_id_succeeds(spark, baseline, wor
         start_new_session=True,  # its own process group: the Spark JVM dies with it
     )
     killed_after = None
+    watchdog = threading.Timer(WAIT_S, os.killpg, (proc.pid, signal.SIGKILL))  # never hang
+    watchdog.start()
     try:
         assert proc.stdout is not None
         for line in proc.stdout:  # one line per finished stage
@@ -291,6 +293,7 @@ def test_job_killed_mid_stage_then_the_same_run_id_succeeds(spark, baseline, wor
         if proc.poll() is None and killed_after is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
+        watchdog.cancel()
         stop.set()
         watcher.join()
     assert killed_after, "the job never finished its first stage"
