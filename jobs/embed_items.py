@@ -79,8 +79,7 @@ def previous_embeddings(ctx: Context) -> DataFrame | None:
         known = _read_previous(ctx, previous).cache()
         dropped = known.where(~_unit(F.col("embedding"))).count()
     except Exception as exc:  # reuse only saves time: any failure means encode everything
-        first = next((line for line in str(exc).splitlines() if line.strip()), "")
-        _not_reused(ctx, f"{previous.path(ITEM_EMBEDDINGS)} unreadable ({first[:200]})")
+        _not_reused(ctx, f"{previous.path(ITEM_EMBEDDINGS)} unreadable ({_cause(exc)[:300]})")
         return None
     if dropped:
         _not_reused(
@@ -93,6 +92,15 @@ def _unit(vector: Column) -> Column:
     """True for a finite vector of L2 norm 1 (the encoder normalises every vector)."""
     squares = F.aggregate(vector, F.lit(0.0), lambda total, x: total + x * x)
     return F.coalesce(F.abs(squares - F.lit(1.0)) < F.lit(UNIT_TOLERANCE), F.lit(False))
+
+
+def _cause(exc: Exception) -> str:
+    """Return the telling line of an exception: Spark's own message, not the Py4J call."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    told = next((line for line in lines if "Exception: " in line), None)
+    if told is not None:
+        return told.split("Exception: ", 1)[1]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _not_reused(ctx: Context, reason: str) -> None:

@@ -457,7 +457,8 @@ def test_corrupt_previous_run_is_rebuilt_not_reused(spark, baseline, world):
 
     assert (after.status, after.version) == ("published", "r2")
     assert (after.counts["items_encoded"], after.counts["items_reused"]) == (SIZE, 0)
-    assert "item_embeddings" in after.params["embeddings_not_reused"]
+    said = after.params["embeddings_not_reused"]
+    assert f"{v1}/item_embeddings unreadable" in said and "footer" in said, said
     fresh = _embeddings(spark, out / "runs" / "r2")
     clean = _embeddings(spark, baseline.out / "runs" / "v1")
     assert fresh.keys() == clean.keys()
