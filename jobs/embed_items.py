@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs.context import Context, Stage, StageResult
@@ -22,6 +22,8 @@ from schemas.tables import ITEM_EMBEDDINGS, ITEMS
 from schemas.text import EncoderSpec, encode_texts, pick_device
 
 log = logging.getLogger(__name__)
+
+UNIT_TOLERANCE = 1e-3  # |norm^2 - 1| of a float32 unit vector is far below this
 
 
 def encoder_partitions(spec: EncoderSpec, default_parallelism: int) -> int:
@@ -60,7 +62,12 @@ def encode_partitions(spec: EncoderSpec, threads: int):
 
 
 def previous_embeddings(ctx: Context) -> DataFrame | None:
-    """Return the last published run's embeddings when they came from the same encoder."""
+    """Return the last published run's embeddings when they came from the same encoder.
+
+    The table is read whole here, so that a corrupt one (truncated files, vectors that are
+    not unit vectors) is found now: unreadable, nothing is reused; vectors that are not unit
+    vectors are dropped and their items encoded again. Never reuse garbage.
+    """
     previous = latest_published(ctx.run, exclude=ctx.run.run_id)
     if previous is None or not previous.exists(ITEM_EMBEDDINGS):
         return None
@@ -68,7 +75,37 @@ def previous_embeddings(ctx: Context) -> DataFrame | None:
     if manifest.encoder != ctx.config.encoder or manifest.id_types != ctx.id_types:
         log.info("not reusing embeddings of %s: encoder or id types differ", previous.run_id)
         return None
-    return _read_previous(ctx, previous)
+    try:
+        known = _read_previous(ctx, previous).cache()
+        dropped = known.where(~_unit(F.col("embedding"))).count()
+    except Exception as exc:  # reuse only saves time: any failure means encode everything
+        _not_reused(ctx, f"{previous.path(ITEM_EMBEDDINGS)} unreadable ({_cause(exc)[:300]})")
+        return None
+    if dropped:
+        _not_reused(
+            ctx, f"{dropped} vectors of {previous.path(ITEM_EMBEDDINGS)} are not unit vectors"
+        )
+    return known.where(_unit(F.col("embedding")))
+
+
+def _unit(vector: Column) -> Column:
+    """True for a finite vector of L2 norm 1 (the encoder normalises every vector)."""
+    squares = F.aggregate(vector, F.lit(0.0), lambda total, x: total + x * x)
+    return F.coalesce(F.abs(squares - F.lit(1.0)) < F.lit(UNIT_TOLERANCE), F.lit(False))
+
+
+def _cause(exc: Exception) -> str:
+    """Return the telling line of an exception: Spark's own message, not the Py4J call."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    told = next((line for line in lines if "Exception: " in line), None)
+    if told is not None:
+        return told.split("Exception: ", 1)[1]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _not_reused(ctx: Context, reason: str) -> None:
+    log.warning("not reusing earlier embeddings: %s", reason)
+    ctx.manifest.params["embeddings_not_reused"] = reason
 
 
 def _read_previous(ctx: Context, previous: RunDir) -> DataFrame:

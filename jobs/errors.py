@@ -27,3 +27,7 @@ class StageError(JobError):
 
 class QualityGateError(JobError):
     """The new version's held-out quality fell too far below the published one's."""
+
+
+class StorageError(JobError):
+    """The run's files cannot be written: the disk is full or read-only."""

@@ -8,10 +8,12 @@ or `failed` with a one-line reason. The previous version stays current on any fa
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 import traceback
 from concurrent.futures import Future
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -87,10 +89,10 @@ def run_job(
         hadoop = HadoopFiles(spark)
     run = RunDir(config.out if hadoop else local_path(config.out), run_id, hadoop)
     manifest = start_manifest(run, config)
-    run.write_manifest(manifest)
     selected = [s for s in STAGES if s.name in config.stages]
     stage_name = "setup"
     try:
+        run.write_manifest(manifest)  # a full or read-only OUT fails here, in one line
         if "publish" in config.stages and not (redis_url or config.redis_url):
             redis_url = _private_redis(run)
         stage_name = "spark"
@@ -103,10 +105,12 @@ def run_job(
             _run_stage(ctx, stage, f"[{number}/{len(selected)}]", progress)
     except Exception as exc:  # every failure ends as a recorded, one-line reason
         reason = _reason(exc, stage_name)
-        if not isinstance(exc, JobError):
-            run.write_text("error.log", traceback.format_exc())
-            reason += f" (traceback in {run.path('error.log')})"
-        _finish(run, manifest, "failed", reason)
+        if not isinstance(exc, (JobError, OSError)):
+            with suppress(OSError):  # the disk may be what failed
+                run.write_text("error.log", traceback.format_exc())
+                reason += f" (traceback in {run.path('error.log')})"
+        with suppress(OSError):
+            _finish(run, manifest, "failed", reason)
         raise RunFailed(reason, manifest) from exc
     _finish(run, manifest, "published" if manifest.version else "completed", None)
     return manifest
@@ -155,6 +159,10 @@ def _run_stage(ctx: Context, stage: Stage, label: str, progress: TextIO) -> None
 def _reason(exc: Exception, stage: str) -> str:
     if isinstance(exc, JobError):
         return f"{stage}: {exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        code = errno.errorcode.get(exc.errno or 0, "")
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{stage}: {exc.strerror} ({code}){where}"
     first = next((line for line in str(exc).splitlines() if line.strip()), "")
     return f"{stage}: unexpected {type(exc).__name__}: {first[:300]}"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 
@@ -35,6 +36,9 @@ from serving.redis_client import connect as connect_url
 log = logging.getLogger(__name__)
 
 SCAN_COUNT = 10_000
+# How a Redis error raised in a Spark worker reaches the driver: a line of the worker's
+# traceback inside Spark's exception text.
+WORKER_REDIS_ERROR = re.compile(r"redis\.exceptions\.(\w+): ([^\n]+)")
 
 
 def connect(url: str, cluster: bool = False) -> RedisClient:
@@ -44,12 +48,23 @@ def connect(url: str, cluster: bool = False) -> RedisClient:
 
 
 def choose_version(client: RedisClient, keys: Keys, run_id: str) -> str:
-    """Return a version id not used yet: the run id, or run_id.N when re-publishing a run."""
+    """Return a version id not used yet: the run id, or run_id.N when re-publishing a run.
+
+    A version with any key left (a write that crashed before the switch) is used too: its
+    leftovers may hold lists the new write would not overwrite; garbage collection drops them.
+    """
     version, attempt = run_id, 1
-    while client.zscore(keys.versions, version) is not None or client.exists(keys.meta(version)):
+    while _used(client, keys, version):
         attempt += 1
         version = f"{run_id}.{attempt}"
     return version
+
+
+def _used(client: RedisClient, keys: Keys, version: str) -> bool:
+    if client.zscore(keys.versions, version) is not None or client.exists(keys.meta(version)):
+        return True
+    pattern = keys.version_pattern(version)
+    return next(iter(client.scan_iter(match=pattern, count=SCAN_COUNT)), None) is not None
 
 
 def catalogue(items: pd.DataFrame) -> dict[str, list]:
@@ -130,7 +145,16 @@ def write_lists(
     )
     config = ctx.config
     writer = list_writer(url, key_of, item_ids, id_col, config.publish_batch, config.redis_cluster)
-    row = ordered.mapInPandas(writer, "written long").agg(F.sum("written")).first()
+    try:
+        row = ordered.mapInPandas(writer, "written long").agg(F.sum("written")).first()
+    except Exception as exc:  # a worker's Redis error arrives wrapped in Spark's exception
+        found = WORKER_REDIS_ERROR.search(str(exc))
+        if found is None:
+            raise
+        raise PublishError(
+            f"Redis failed while writing lists ({found[1]}: {found[2].strip()[:300]}); the "
+            "previously published version stays current"
+        ) from None
     return int(row[0] or 0)
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.errors import SchemaError, StageError
+from jobs.errors import SchemaError, StageError, StorageError
 from jobs.storage import HadoopFiles, join, local_path
 from schemas.manifest import RUN_MANIFEST, ManifestError, RunManifest
 from schemas.tables import Table
@@ -30,6 +30,22 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
+
+# What a disk says when it cannot take the run's files, by errno name.
+DISK_ERRORS = {
+    "No space left on device": "ENOSPC",
+    "Read-only file system": "EROFS",
+    "Disk quota exceeded": "EDQUOT",
+}
+
+
+def disk_error(text: str) -> str | None:
+    """Return "strerror (ERRNO)" when text (an exception's, Spark's Java stack included)
+    says a disk was full or read-only, else None."""
+    for message, code in DISK_ERRORS.items():
+        if message in text:
+            return f"{message} ({code})"
+    return None
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -69,7 +85,13 @@ class RunDir:
     def write_table(self, df: DataFrame, table: Table, id_types: dict[str, str]) -> None:
         """Write a DataFrame as the table's Parquet, replacing an earlier attempt."""
         check_schema(df, table, id_types, "written")
-        df.write.mode("overwrite").parquet(self.path(table))
+        try:
+            df.write.mode("overwrite").parquet(self.path(table))
+        except Exception as exc:  # Spark buries the disk's answer in a Java stack trace
+            cause = disk_error(str(exc))
+            if cause is None:
+                raise
+            raise StorageError(f"cannot write {self.path(table)}: {cause}") from None
 
     def read_table(self, spark: SparkSession, table: Table, id_types: dict[str, str]) -> DataFrame:
         """Read a table an earlier stage wrote; fail if it is missing or has the wrong shape."""
@@ -90,7 +112,11 @@ class RunDir:
         target = Path(self.path(name))
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text)
+        try:
+            tmp.write_text(text)
+        except OSError as exc:  # a write error names no file: name the one it was
+            tmp.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
         os.replace(tmp, target)
 
     def read_text(self, name: str) -> str:
