@@ -131,11 +131,12 @@ def check_int(name: str, raw: object, minimum: int, maximum: int) -> int:
 
 
 def check_id(name: str, raw: str) -> str:
-    """Return an id as sent, or raise a 400 when it is too long or holds control characters."""
+    """Return an id as sent, or raise a 400 when it is too long or holds control characters
+    or unpaired surrogates (a JSON body can carry "\\ud800"; no answer could encode it)."""
     if len(raw) > MAX_ID_CHARS:
         raise bad_parameter(name, f"ids are at most {MAX_ID_CHARS} characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in raw):
-        raise bad_parameter(name, "ids must not contain control characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in raw):
+        raise bad_parameter(name, "ids must not contain control characters or lone surrogates")
     return raw
 
 

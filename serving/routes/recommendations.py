@@ -82,7 +82,7 @@ def history_recommendations() -> Response:
     score is the cosine to that mean. Ids the version does not know are ignored and listed
     in `unknown_item_ids`; when none is known the answer is the popular list.
     """
-    wanted = read_history(request.get_json(force=True, silent=True))
+    wanted = read_history(json_body())
     version = current_version()
     assets = current_search(version)
     rows: list[int] = []
@@ -105,6 +105,15 @@ def history_recommendations() -> Response:
         for r, s in zip(found.tolist(), scores.tolist(), strict=True)
     ]
     return jsonify(plain(HistoryRecommendations(version.name, "history", items, unknown)))
+
+
+def json_body() -> Any:
+    """Return the request's JSON body (whatever its content type), or None when it is not
+    JSON: malformed, not UTF-8, or nested deeper than the decoder's recursion allows."""
+    try:
+        return request.get_json(force=True, silent=True)
+    except RecursionError:  # silent=True covers ValueError only; "[[[[..." raises this
+        return None
 
 
 def read_history(body: Any) -> HistoryRequest:
