@@ -23,7 +23,8 @@ MAX_ID_CHARS = 256
 
 @dataclass(frozen=True)
 class IntParam:
-    """An integer query parameter in [minimum, maximum(config)] with a default."""
+    """An integer query parameter in [minimum, maximum(config)] with a default (lowered to
+    the maximum when the configured maximum is smaller)."""
 
     name: str
     description: str
@@ -34,15 +35,18 @@ class IntParam:
     def read(self, args: Mapping[str, str], config: ServeConfig) -> int:
         raw = args.get(self.name)
         if raw is None:
-            return self.default
+            return self.default_for(config)
         return check_int(self.name, raw, self.minimum, self.maximum(config))
+
+    def default_for(self, config: ServeConfig) -> int:
+        return min(self.default, self.maximum(config))
 
     def schema(self, config: ServeConfig) -> dict[str, Any]:
         return {
             "type": "integer",
             "minimum": self.minimum,
             "maximum": self.maximum(config),
-            "default": self.default,
+            "default": self.default_for(config),
         }
 
     required = False
