@@ -19,7 +19,7 @@ from flask import Flask, Response, current_app, g, request
 from schemas.redis_layout import Keys
 from serving.assets import SearchAssets
 from serving.config import ConfigError, ServeConfig, load_config
-from serving.errors import register_error_handlers, unavailable
+from serving.errors import ApiError, register_error_handlers, unavailable
 from serving.metrics import Metrics
 from serving.query_encoder import QueryEncoder
 from serving.redis_client import connect
@@ -27,7 +27,6 @@ from serving.store import ListStore
 from serving.versions import Version, VersionManager, load_version
 
 access_log = logging.getLogger("nightrec.access")
-MAX_BODY_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ def create_app(config: ServeConfig | None = None, *, background: bool = True) ->
 
         config = config.replace(redis_url=ensure_local_redis(Path(config.out)))
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # a larger body is a JSON 413
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes  # a larger body is a JSON 413
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented key order
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     services = build_services(config, background)
@@ -119,8 +118,31 @@ def services() -> Services:
 def current_version() -> Version:
     """Return the version this request answers from (the same one for its whole life)."""
     if "version" not in g:
-        g.version = services().versions.current()
+        manager = services().versions
+        started = time.perf_counter()
+        g.version = manager.current()
+        if not manager.background and "deadline" in g:
+            g.deadline += time.perf_counter() - started  # a load in the request (tests) is no work
+    check_deadline("reading the version's lists")
     return g.version  # type: ignore[no-any-return]
+
+
+def check_deadline(step: str) -> None:
+    """Raise a 503 when the request has worked longer than NIGHTREC_REQUEST_TIMEOUT.
+
+    A thread cannot be stopped from outside, so the limit is checked between a request's
+    steps: a request past its time ends at its next step instead of adding work to a busy
+    worker. Each Redis command is bounded by NIGHTREC_REDIS_TIMEOUT on its own.
+    """
+    deadline = g.get("deadline")
+    if deadline is not None and time.perf_counter() > deadline:
+        limit = services().config.request_timeout
+        raise ApiError(
+            503,
+            "timeout",
+            f"the request took longer than {limit:g} s (NIGHTREC_REQUEST_TIMEOUT) before "
+            f"{step}; retry shortly",
+        )
 
 
 def current_search(version: Version) -> SearchAssets:
@@ -130,11 +152,13 @@ def current_search(version: Version) -> SearchAssets:
             f"the index of version {version.name} is not loaded ({version.search_error}); "
             "lists are served, search is not"
         )
+    check_deadline("searching")
     return version.search
 
 
 def _start_timer() -> None:
     g.started = time.perf_counter()
+    g.deadline = g.started + services().config.request_timeout
 
 
 def _observe(response: Response) -> Response:

@@ -57,6 +57,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_n", int, "largest n a request may ask for", positive),
     Setting("max_query_chars", int, "longest search query, in characters", positive),
     Setting("max_exclude", int, "most item ids in exclude= or a history body", positive),
+    Setting("max_body_bytes", int, "largest request body, in bytes (larger: a JSON 413)", positive),
+    Setting(
+        "request_timeout",
+        float,
+        "seconds a request may work before it is answered 503 (checked between its steps)",
+        positive,
+    ),
     Setting("search_candidates", int, "ScaNN candidates re-ranked per search", positive),
     Setting("search_cf_weight", float, "weight of the CF part in personal search", fraction),
     Setting(
@@ -102,6 +109,8 @@ class ServeConfig:
     max_n: int = 100
     max_query_chars: int = 500
     max_exclude: int = 500
+    max_body_bytes: int = 1 << 20
+    request_timeout: float = 10.0
     search_candidates: int = 200
     search_cf_weight: float = 0.3
     search_margin: float = 0.1

@@ -28,7 +28,8 @@ from serving.params import Param
 ERROR_TEXT = {
     400: "a parameter or the body cannot be used",
     404: "unknown id",
-    503: "Redis or the version's index is unavailable; retry shortly",
+    503: "Redis or the version's index is unavailable, or the request ran past "
+    "NIGHTREC_REQUEST_TIMEOUT; retry shortly",
 }
 _PATH_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 

@@ -23,7 +23,8 @@ MAX_ID_CHARS = 256
 
 @dataclass(frozen=True)
 class IntParam:
-    """An integer query parameter in [minimum, maximum(config)] with a default."""
+    """An integer query parameter in [minimum, maximum(config)] with a default (lowered to
+    the maximum when the configured maximum is smaller)."""
 
     name: str
     description: str
@@ -34,15 +35,18 @@ class IntParam:
     def read(self, args: Mapping[str, str], config: ServeConfig) -> int:
         raw = args.get(self.name)
         if raw is None:
-            return self.default
+            return self.default_for(config)
         return check_int(self.name, raw, self.minimum, self.maximum(config))
+
+    def default_for(self, config: ServeConfig) -> int:
+        return min(self.default, self.maximum(config))
 
     def schema(self, config: ServeConfig) -> dict[str, Any]:
         return {
             "type": "integer",
             "minimum": self.minimum,
             "maximum": self.maximum(config),
-            "default": self.default,
+            "default": self.default_for(config),
         }
 
     required = False
@@ -131,11 +135,12 @@ def check_int(name: str, raw: object, minimum: int, maximum: int) -> int:
 
 
 def check_id(name: str, raw: str) -> str:
-    """Return an id as sent, or raise a 400 when it is too long or holds control characters."""
+    """Return an id as sent, or raise a 400 when it is too long or holds control characters
+    or unpaired surrogates (a JSON body can carry "\\ud800"; no answer could encode it)."""
     if len(raw) > MAX_ID_CHARS:
         raise bad_parameter(name, f"ids are at most {MAX_ID_CHARS} characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in raw):
-        raise bad_parameter(name, "ids must not contain control characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in raw):
+        raise bad_parameter(name, "ids must not contain control characters or lone surrogates")
     return raw
 
 

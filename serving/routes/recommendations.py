@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from serving.app import current_search, current_version, services
 from serving.errors import bad_parameter
@@ -82,7 +83,7 @@ def history_recommendations() -> Response:
     score is the cosine to that mean. Ids the version does not know are ignored and listed
     in `unknown_item_ids`; when none is known the answer is the popular list.
     """
-    wanted = read_history(request.get_json(force=True, silent=True))
+    wanted = read_history(json_body())
     version = current_version()
     assets = current_search(version)
     rows: list[int] = []
@@ -107,6 +108,26 @@ def history_recommendations() -> Response:
     return jsonify(plain(HistoryRecommendations(version.name, "history", items, unknown)))
 
 
+def json_body() -> Any:
+    """Return the request's JSON body (whatever its content type), or None when it is not
+    JSON: malformed, not UTF-8, or nested deeper than the decoder's recursion allows.
+
+    Raises:
+        RequestEntityTooLarge: the body is over MAX_CONTENT_LENGTH (a JSON 413). Werkzeug
+            refuses a too large Content-Length itself, but a chunked body (no length) it cuts
+            at the limit and hands on the cut part: one byte more is read here to tell.
+    """
+    data = request.get_data()
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    try:
+        return request.get_json(force=True, silent=True)
+    except RecursionError:  # silent=True covers ValueError only; "[[[[..." raises this
+        return None
+
+
 def read_history(body: Any) -> HistoryRequest:
     """Check a history body: {"item_ids": [ids...], "n": 10}; raise 400 saying what is wrong."""
     config = services().config
@@ -122,5 +143,5 @@ def read_history(body: Any) -> HistoryRequest:
             raise bad_parameter("item_ids", f"ids must be integers or strings (got {item_id!r})")
         if isinstance(item_id, str):
             check_id("item_ids", item_id)
-    n = check_int("n", body.get("n", N.default), N.minimum, config.max_n)
+    n = check_int("n", body.get("n", N.default_for(config)), N.minimum, config.max_n)
     return HistoryRequest(item_ids=ids, n=n)

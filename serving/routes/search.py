@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from serving.app import current_search, current_version, services
+from serving.app import check_deadline, current_search, current_version, services
 from serving.models import SCORE_DECIMALS, SearchItem, SearchResults, plain
 from serving.openapi import operation
 from serving.params import IdParam, IntParam, TextParam
@@ -41,6 +41,7 @@ def search_items(q: str, user_id: str | None, n: int) -> Response:
     version = current_version()
     assets = current_search(version)
     vector = app.encoder.encode(assets.query_model, q)
+    check_deadline("ranking the matches")
     config = app.config
     ranked = search(
         assets,
