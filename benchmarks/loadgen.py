@@ -188,7 +188,7 @@ async def _process_load(scenario, process, load, warm_at, end_at) -> tuple:
     """Run this process's share of a scenario's connections; return what it measured."""
     share = range(process, scenario.connections, load.processes)
     tally = _Tally(max(1, load.max_requests // load.processes), scenario.keep_answers)
-    start_at = warm_at - load.warmup
+    start_at = max(warm_at - load.warmup, time.monotonic())  # a late start: no catch-up burst
     await asyncio.gather(
         *(_connection(scenario, c, start_at, warm_at, end_at, tally) for c in share)
     )

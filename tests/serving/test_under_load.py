@@ -8,8 +8,9 @@ the module's own (copied from the session's), so the tests can stop Redis and pu
   a short grace), 200 again after, the same gunicorn workers throughout;
 - a version flip under load: every answer names one version and carries exactly that
   version's list (the new version's lists are the old ones reversed, so a mix shows);
-- a new version whose index file is corrupt, then one whose index file is missing: the old
-  version keeps answering, /readyz and /metrics say so, no 5xx; pointing back recovers;
+- a new version whose index file is corrupt, then one whose index file is missing (two
+  publishes in a row with the default keep_versions): the old version keeps answering with
+  its own lists, /readyz and /metrics say so, no 5xx; `rollback` to it recovers;
 - a soak at a fixed request rate, bounded in time and count, reporting served requests,
   errors and p99 (printed and written to JSON under the test's tmp dir).
 
@@ -32,7 +33,7 @@ import redis
 
 from benchmarks.loadgen import Answer, Load, Result, Running, Scenario, start_scenario
 from jobs.pipeline import run_job
-from jobs.publish import switch
+from jobs.versions import rollback
 from schemas.redis_layout import Keys
 from tests.serving.conftest import TOP_N, RedisProcess, copy_keys, job_config
 from tests.serving.server import START_SECONDS, Server, fetch, fetch_json, nightrec_serve
@@ -49,7 +50,9 @@ GRACE = 1.0  # seconds after Redis answers again in which a 503 may still be in 
 # NIGHTREC_SOAK_SECONDS change the rate and the length.
 SOAK_RATE = 1000.0
 SOAK_CONNECTIONS = 32
-SOAK_P99_MS = 250.0  # generous: the machine is shared; the benchmark's p99 at capacity is 31 ms
+# Generous: the benchmark's p99 at capacity is 31 ms, but tests share the 2 cores with other
+# work (163 ms measured at 1000 req/s with the load average at 6 to 11).
+SOAK_P99_MS = 500.0
 ROUTE = "/v1/users/<user_id>/recommendations"
 
 
@@ -105,7 +108,9 @@ def stand(spark, published, tmp_path_factory) -> Iterator[Stand]:
             yield stand
         print(f"under-load figures: {json.dumps(stand.figures, sort_keys=True)}")
         (root / "figures.json").write_text(json.dumps(stand.figures, indent=2, sort_keys=True))
-        assert server.returncode == 0, server.output()[-3000:]
+        output = server.output()
+        assert server.returncode == 0, output[-3000:]
+        assert "unexpected error while answering" not in output  # no 500 behind any answer
     finally:
         server_redis.stop()
 
@@ -126,9 +131,7 @@ def publish_copy(stand: Stand, spark, name: str, damage: Callable[[Path], None] 
     )
     if damage is not None:
         damage(target / "index")
-    config = job_config(
-        stand.data, stand.out, stand.redis.url, name, stages="publish", keep_versions=10
-    )
+    config = job_config(stand.data, stand.out, stand.redis.url, name, stages="publish")
     run_job(config, spark=spark)
     stand.lists[name] = {user: items[::-1] for user, items in stand.lists["v1"].items()}
 
@@ -296,9 +299,11 @@ def test_a_new_version_with_a_broken_index_leaves_the_old_one_served(stand, spar
     running = fault_load(stand)
     try:
         more_answers(stand, 200)
+        # two broken runs in a row, with the default keep_versions (2): the second publish's
+        # garbage collection must spare the version the workers still answer from
         for name, damage in (("v3", corrupt), ("v4", remove)):
             reports[name] = publish_broken(stand, spark, name, damage, served)
-        switch(store, keys, served)  # the operator points back at the version served
+        assert rollback(store, keys, served) == "v4"  # `nightrec rollback`: the way back
         poll("recovery", lambda: fetch_json(f"{stand.base}/readyz")["stale"] is False)
         more_answers(stand, 200)
     finally:
@@ -361,9 +366,21 @@ def ready_and_stale(stand: Stand, served: str, broken: str) -> str:
     return str(body["reason"])
 
 
+def positive_setting(variable: str, default: float) -> float:
+    """Return a positive number from the environment (default when unset), or fail saying so."""
+    text = os.environ.get(variable, "")
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        pytest.fail(f"{variable} must be a positive number, got {text!r}", pytrace=False)
+    return value
+
+
 def test_soak_at_a_fixed_rate(stand, tmp_path):
-    rate = float(os.environ.get("NIGHTREC_SOAK_RPS", SOAK_RATE))
-    seconds = float(os.environ.get("NIGHTREC_SOAK_SECONDS", 60))
+    rate = positive_setting("NIGHTREC_SOAK_RPS", SOAK_RATE)
+    seconds = positive_setting("NIGHTREC_SOAK_SECONDS", 60.0)
     cap = int(rate * seconds * 1.05) + 100
     scenario = Scenario("soak", stand.port, stand.paths(), SOAK_CONNECTIONS, rate)
     running = start_scenario(scenario, Load(2.0, seconds, cap, 2))
