@@ -180,10 +180,14 @@ def write_empty_lists(
 
 
 def collect_garbage(client: RedisClient, keys: Keys, keep: int) -> int:
-    """Drop versions beyond the newest `keep` (never the current) and unpublished leftovers."""
+    """Drop versions beyond the newest `keep` (never the current, nor one an API worker
+    holds because it still answers from it) and unpublished leftovers."""
     current = (client.get(keys.current) or b"").decode()
     published = [v.decode() for v in client.zrevrange(keys.versions, 0, -1)]
-    kept = set(published[:keep]) | {current}
+    now = time.time()
+    client.zremrangebyscore(keys.serving, "-inf", now)  # holds of workers gone or switched
+    held = {v.decode() for v in client.zrangebyscore(keys.serving, now, "+inf")}
+    kept = set(published[:keep]) | {current} | held
     stale = [v for v in published if v not in kept]
     if stale:
         client.zrem(keys.versions, *stale)

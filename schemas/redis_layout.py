@@ -6,6 +6,9 @@ Keys (PREFIX defaults to "nightrec"; VERSION is a published version id):
 
     {PREFIX}:current                string  the version readers must use (the pointer)
     {PREFIX}:versions               zset    published versions, scored by publish time (s)
+    {PREFIX}:serving                zset    versions API workers still answer from although
+                                            the pointer names another one, scored by when
+                                            that hold expires (unix time, s)
     PREFIX:v:VERSION:meta           string  JSON: run_id, generated_at, counts, index location
     PREFIX:v:VERSION:items          string  JSON: {"item_ids": [...], "titles": [...]}; a packed
                                             list's indices point into these arrays
@@ -14,8 +17,11 @@ Keys (PREFIX defaults to "nightrec"; VERSION is a published version id):
     PREFIX:v:VERSION:i:ITEM_ID      packed  an item's similar items
 
 No key has a TTL: a version lives until garbage collection removes it, which keeps the
-newest `keep_versions` published versions (the current one always). Keys of a version that
-never got published (a crash mid-write) are removed by the next garbage collection.
+newest `keep_versions` published versions, the current one always, and every version an API
+worker holds in {PREFIX}:serving (a worker holds the version it answers from while the
+pointer names another, for HOLD_SECONDS from its latest pointer read: the new version is
+loading, or failed to load and the old one stays served). Keys of a version that never got
+published (a crash mid-write) are removed by the next garbage collection.
 
 A packed list is little-endian bytes: magic b"NR", uint16 count n, then n uint32 item
 indices, then n float32 scores (best first). 8 bytes per item.
@@ -38,6 +44,7 @@ DEFAULT_PREFIX = "nightrec"
 PACK_MAGIC = b"NR"
 _HEADER = struct.Struct("<2sH")
 MAX_LIST_LENGTH = 65535
+HOLD_SECONDS = 60.0  # a worker renews its hold at every pointer read (about once a second)
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -58,6 +65,10 @@ class Keys:
     @property
     def versions(self) -> str:
         return f"{{{self.prefix}}}:versions"
+
+    @property
+    def serving(self) -> str:
+        return f"{{{self.prefix}}}:serving"  # read by garbage collection beside `versions`
 
     def version_root(self, version: str) -> str:
         if not VERSION_PATTERN.match(version):

@@ -53,6 +53,11 @@ class ListStore:
         value = self._get(self.keys.current)
         return value.decode() if value else None
 
+    def hold(self, version: str, until: float) -> None:
+        """Ask garbage collection to keep `version` until `until` (unix time): this worker
+        still answers from it although the pointer names another version."""
+        self.client.zadd(self.keys.serving, {version: until})
+
     def meta(self, version: str) -> dict[str, Any]:
         value = self._get(self.keys.meta(version))
         return json.loads(value) if value else {}

@@ -8,7 +8,9 @@ The `VersionManager` trusts the pointer it read for `check_seconds`; after that 
 request reads it again (one Redis GET per worker per interval). A new pointer is loaded in a
 background thread while the old version keeps answering; the switch is one reference
 assignment. If the new version cannot be loaded completely the worker keeps the old one,
-reports it (`status()`, /readyz, /metrics) and retries after `retry_seconds`.
+reports it (`status()`, /readyz, /metrics) and retries after `retry_seconds`. While it
+answers from a version the pointer does not name, every pointer read also renews its hold
+on that version in Redis, so that the job's garbage collection does not remove its lists.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import redis
 
+from schemas.redis_layout import HOLD_SECONDS
 from schemas.text import EncoderSpec
 from serving.assets import SearchAssets, find_run_dir, load_assets, read_quality
 from serving.config import ServeConfig
@@ -236,6 +239,7 @@ class VersionManager:
         try:
             self._next_check = time.monotonic() + self.check_seconds
             name = self._read_pointer()
+            self._hold_served(name)
             if name is not None and self._due(name):
                 self._start_load(name, wait)
         finally:
@@ -254,6 +258,17 @@ class VersionManager:
         if changed:
             self._notify()
         return name
+
+    def _hold_served(self, published: str | None) -> None:
+        """Keep the version this worker answers from out of the job's garbage collection
+        while the pointer names another one (still loading, or failed to load)."""
+        serving = self.status.serving
+        if serving is None or published is None or serving.name == published:
+            return
+        try:
+            self.store.hold(serving.name, time.time() + HOLD_SECONDS)
+        except redis.RedisError as exc:  # a read-only replica: the publish's keep_versions only
+            log.warning("version %s not held: %s: %s", serving.name, type(exc).__name__, exc)
 
     def _due(self, name: str) -> bool:
         serving, status = self.status.serving, self.status

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import redis
@@ -70,6 +72,22 @@ def test_garbage_collection_keeps_newest_versions_and_drops_orphans(redis_url):
         ]
     )
     assert [v.decode() for v in client.zrange(keys.versions, 0, -1)] == ["b", "c"]
+
+
+def test_a_version_an_api_worker_holds_survives_until_the_hold_expires(redis_url):
+    client, keys = redis.Redis.from_url(redis_url), Keys()
+    for version, t in (("gone", 1.0), ("served", 2.0), ("broken", 3.0), ("new", 4.0)):
+        client.zadd(keys.versions, {version: t})
+        client.set(keys.meta(version), "{}")
+    client.set(keys.current, "new")
+    now = time.time()
+    client.zadd(keys.serving, {"served": now + 60, "gone": now - 1})  # "gone": expired hold
+
+    collect_garbage(client, keys, keep=2)
+
+    assert [v.decode() for v in client.zrange(keys.versions, 0, -1)] == ["served", "broken", "new"]
+    assert not client.exists(keys.meta("gone")) and client.exists(keys.meta("served"))
+    assert client.zrange(keys.serving, 0, -1) == [b"served"]  # the expired hold is dropped
 
 
 def test_current_version_survives_even_when_older_than_kept_ones(redis_url):

@@ -12,6 +12,7 @@ def test_key_strings_are_pinned():
     keys = Keys()
     assert keys.current == "{nightrec}:current"
     assert keys.versions == "{nightrec}:versions"
+    assert keys.serving == "{nightrec}:serving"
     assert keys.meta("20261122T000000Z") == "nightrec:v:20261122T000000Z:meta"
     assert keys.items("v1") == "nightrec:v:v1:items"
     assert keys.popular("v1") == "nightrec:v:v1:popular"

@@ -65,10 +65,13 @@ def wait_ready(base: str, proc: subprocess.Popen) -> dict:
 
 
 @contextmanager
-def nightrec_serve(published, log: Path, workers: int = 2, threads: int = 2) -> Iterator[Server]:
+def nightrec_serve(
+    published, log: Path, workers: int = 2, threads: int = 2, env: dict[str, str] | None = None
+) -> Iterator[Server]:
     """Run `nightrec serve` over `published` until the block ends, then stop it (SIGTERM).
 
     The block gets the `Server` once /readyz answers 200; its `returncode` is set after.
+    `env` adds variables (NIGHTREC_* settings) to the server's environment.
     """
     port = free_port()
     command = [
@@ -76,9 +79,14 @@ def nightrec_serve(published, log: Path, workers: int = 2, threads: int = 2) -> 
         *("--redis-url", published.redis_url, "--port", str(port)),
         *("--workers", str(workers), "--threads", str(threads)),
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NIGHTREC_ENCODER_THREADS": "1"}
+    variables = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "NIGHTREC_ENCODER_THREADS": "1",
+        **(env or {}),
+    }
     with log.open("w") as sink:
-        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=variables)
         server = Server(f"http://127.0.0.1:{port}", proc, log)
         try:
             wait_ready(server.base, proc)

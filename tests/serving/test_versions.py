@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 
+from schemas.redis_layout import HOLD_SECONDS
 from serving.errors import ApiError
 from serving.store import Catalogue
 from serving.versions import Version, VersionManager, VersionStatus
@@ -20,12 +21,16 @@ class FakeStore:
         self.pointer = pointer
         self.reads = 0
         self.down = False
+        self.holds: dict[str, float] = {}
 
     def current_version(self) -> str | None:
         self.reads += 1
         if self.down:
             raise redis.ConnectionError("connection refused")
         return self.pointer
+
+    def hold(self, version: str, until: float) -> None:
+        self.holds[version] = until
 
 
 def version(name: str, complete: bool = True) -> Version:
@@ -88,6 +93,25 @@ def test_a_failed_load_keeps_the_old_version_and_is_retried_later():
     time.sleep(1.0)
     assert versions.current().name == "b"
     assert not versions.status.stale and versions.status.reason() is None
+
+
+def test_the_old_version_is_held_while_the_published_one_is_not_served():
+    store, loader = FakeStore("a"), FakeLoader(broken={"b"})
+    versions = manager(store, loader, check_seconds=0.01, retry_seconds=60.0)
+    versions.current()
+    assert store.holds == {}  # serving what the pointer names: nothing to hold
+    store.pointer = "b"
+    time.sleep(0.02)
+    before = time.time()
+    assert versions.current().name == "a"
+    assert set(store.holds) == {"a"} and store.holds["a"] >= before + HOLD_SECONDS
+    loader.broken.clear()
+    versions.retry_seconds = 0.0
+    time.sleep(0.02)
+    versions.current()  # loads b (retry due)
+    store.holds.clear()
+    time.sleep(0.02)
+    assert versions.current().name == "b" and store.holds == {}
 
 
 def test_a_version_without_index_does_not_replace_a_complete_one():
