@@ -28,6 +28,7 @@ from schemas.redis_layout import Keys
 from serving.store import ListStore
 from tests.conftest import REPO
 from tests.movielens import checkerboard, job_config, write_movielens
+from tests.serving.conftest import dump_keys, restore_keys
 
 pytestmark = pytest.mark.slow
 SIZE, TOP_N = 12, 3
@@ -42,11 +43,6 @@ KEYS = Keys()
 def config(data: Path, out: Path, redis_url: str, run_id: str, **extra):
     flags = {"top_n": TOP_N, "similar_n": 4, "export_query_encoder": False, **TINY_MODEL}
     return job_config(data, out, redis_url, run_id, **{**flags, **extra})
-
-
-def snapshot(client: redis.Redis) -> dict[bytes, bytes]:
-    """Every key with its serialised value (DUMP covers strings and the versions zset)."""
-    return {key: client.dump(key) for key in client.scan_iter("*")}
 
 
 @dataclass(frozen=True)
@@ -67,7 +63,7 @@ def good(spark, redis_server, tmp_path_factory) -> Good:
     # No holdout: its meta records no quality, so no case is refused by the quality gate.
     manifest = run_job(config(data, base / "out", redis_server, "good", eval_holdout=0), spark)
     assert manifest.version == "good"
-    keys = snapshot(client)
+    keys = dump_keys(client)
     client.flushall()
     return Good(base / "out", data, keys)
 
@@ -75,9 +71,7 @@ def good(spark, redis_server, tmp_path_factory) -> Good:
 @pytest.fixture
 def redis_good(redis_url, good) -> str:
     """The session's Redis holding exactly the good version's keys."""
-    client = redis.Redis.from_url(redis_url)
-    for key, value in good.keys.items():
-        client.restore(key, 0, value)
+    restore_keys(redis.Redis.from_url(redis_url), good.keys)
     return redis_url
 
 
@@ -160,7 +154,7 @@ def test_broken_input_fails_with_one_line_and_the_old_version_untouched(
     case, reason = FAILURES[name]
     data = case.write(tmp_path / name)
     client = redis.Redis.from_url(redis_good)
-    before = snapshot(client)
+    before = dump_keys(client)
     good_manifest = (good.out / "runs/good/manifest.json").read_text()
 
     with pytest.raises(RunFailed) as failure:
@@ -172,7 +166,7 @@ def test_broken_input_fails_with_one_line_and_the_old_version_untouched(
     assert str(data) in message  # the file is named by its path
     recorded = json.loads((good.out / f"runs/{name}/manifest.json").read_text())
     assert (recorded["status"], recorded["reason"]) == ("failed", message)
-    assert snapshot(client) == before  # the pointer and every key of the good version
+    assert dump_keys(client) == before  # the pointer and every key of the good version
     assert ListStore(client).current_version() == "good"
     assert (good.out / "runs/good/manifest.json").read_text() == good_manifest
 
@@ -183,7 +177,7 @@ def test_the_command_prints_one_line_and_keeps_the_old_version(good, redis_good,
     case, reason = FAILURES["wrong_delimiter"]
     data = case.write(tmp_path / "semicolons")
     client = redis.Redis.from_url(redis_good)
-    before = snapshot(client)
+    before = dump_keys(client)
     command = ["run", "--data", str(data), "--out", str(good.out), "--redis-url", redis_good]
     command += ["--run-id", "cli", "--spark-master", "local[1]"]
 
@@ -200,7 +194,7 @@ def test_the_command_prints_one_line_and_keeps_the_old_version(good, redis_good,
     assert len(lines) == 1, proc.stderr
     prefix = "nightrec: run cli failed: "
     assert lines[0].startswith(prefix) and re.search(reason, lines[0].removeprefix(prefix))
-    assert snapshot(client) == before
+    assert dump_keys(client) == before
     recorded = json.loads((good.out / "runs/cli/manifest.json").read_text())
     assert recorded["status"] == "failed" and recorded["reason"] == lines[0].removeprefix(prefix)
 
@@ -259,7 +253,7 @@ def test_bad_rows_are_quarantined_and_counted(name, spark, good, redis_good, tmp
     extra, expected, duplicates = ROW_CASES[name]
     data = Case(ratings=RATINGS + extra).write(tmp_path / name)
     client = redis.Redis.from_url(redis_good)
-    before = snapshot(client)
+    before = dump_keys(client)
 
     manifest = run_job(config(data, good.out, redis_good, name, stages="ingest"), spark)
 
@@ -278,7 +272,7 @@ def test_bad_rows_are_quarantined_and_counted(name, spark, good, redis_good, tmp
     )
     assert rejected["duplicates_collapsed"] == duplicates
     assert manifest.counts["interactions"] == len(RATINGS)  # the good rows, once each
-    assert snapshot(client) == before  # nothing published: ingest alone
+    assert dump_keys(client) == before  # nothing published: ingest alone
 
 
 @dataclass(frozen=True)
@@ -401,7 +395,7 @@ def test_odd_input_publishes_with_bad_rows_counted(name, spark, good, redis_good
     assert store.current_version() == name
     assert [v.decode() for v in client.zrange(KEYS.versions, 0, -1)] == ["good", name]
     control = {KEYS.current.encode(), KEYS.versions.encode()}
-    kept = {k: v for k, v in snapshot(client).items() if k in good.keys and k not in control}
+    kept = {k: v for k, v in dump_keys(client).items() if k in good.keys and k not in control}
     assert kept == {k: v for k, v in good.keys.items() if k not in control}
     got = quarantine(spark, good.out, name)
     assert got == in_order(("interactions", r, row) for r, row in case.quarantined)

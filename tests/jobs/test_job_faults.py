@@ -38,7 +38,7 @@ from schemas.redis_layout import Keys, unpack_list
 from serving.store import ListStore
 from tests.conftest import REPO
 from tests.movielens import checkerboard, job_config, write_movielens
-from tests.serving.conftest import RedisProcess
+from tests.serving.conftest import RedisProcess, dump_keys, restore_keys
 
 pytestmark = pytest.mark.slow
 SIZE = 12
@@ -75,8 +75,7 @@ def baseline(spark, tmp_path_factory) -> Baseline:
     server = RedisProcess(tmp_path_factory.mktemp("v1-redis")).start()
     try:
         run_job(config(data, out, server.url, "v1"), spark=spark, progress=io.StringIO())
-        client = redis.Redis.from_url(server.url)
-        dump = {key: client.dump(key) for key in client.scan_iter("*")}
+        dump = dump_keys(redis.Redis.from_url(server.url))
     finally:
         server.stop()
     return Baseline(data, out, dump)
@@ -88,9 +87,7 @@ def world(baseline, tmp_path) -> Iterator[tuple[RedisProcess, Path]]:
     server = RedisProcess(tmp_path / "redis")
     server.directory.mkdir()
     server.start()
-    client = redis.Redis.from_url(server.url)
-    for key, value in baseline.dump.items():
-        client.restore(key, 0, value)
+    restore_keys(redis.Redis.from_url(server.url), baseline.dump)
     out = tmp_path / "out"
     shutil.copytree(baseline.out / "runs" / "v1", out / "runs" / "v1")
     try:

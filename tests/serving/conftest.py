@@ -106,11 +106,19 @@ def client(app):
     return app.test_client()
 
 
+def dump_keys(client: redis.Redis, pattern: str = "*") -> dict[bytes, bytes]:
+    """Return every key matching pattern with its serialised value (DUMP: any type)."""
+    return {key: client.dump(key) for key in client.scan_iter(match=pattern)}
+
+
+def restore_keys(client: redis.Redis, dump: dict[bytes, bytes]) -> int:
+    """Write keys from `dump_keys` into a Redis (replacing what is there); return how many."""
+    for key, value in dump.items():
+        client.restore(key, 0, value, replace=True)
+    return len(dump)
+
+
 def copy_keys(source_url: str, target_url: str, pattern: str = "*") -> int:
     """Copy every key matching pattern from one Redis to another (DUMP/RESTORE)."""
     source, target = redis.Redis.from_url(source_url), redis.Redis.from_url(target_url)
-    copied = 0
-    for key in source.scan_iter(match=pattern):
-        target.restore(key, 0, source.dump(key), replace=True)
-        copied += 1
-    return copied
+    return restore_keys(target, dump_keys(source, pattern))
