@@ -1,5 +1,8 @@
 """The job's named exceptions. Each message says what was expected, what was found, what to do."""
 
+import errno
+import os
+
 
 class JobError(Exception):
     """Base of every error the job reports as a one-line reason (no traceback)."""
@@ -31,3 +34,11 @@ class QualityGateError(JobError):
 
 class StorageError(JobError):
     """The run's files cannot be written: the disk is full or read-only."""
+
+
+def errno_text(code: int | None, message: str | None = None) -> str:
+    """Return an OS error as "No space left on device (ENOSPC)": the message (the system's
+    for `code` when not given) and the errno name."""
+    name = errno.errorcode.get(code or 0, "")
+    text = message or (os.strerror(code) if code else "OS error")
+    return f"{text} ({name})" if name else text

@@ -8,7 +8,6 @@ or `failed` with a one-line reason. The previous version stays current on any fa
 
 from __future__ import annotations
 
-import errno
 import sys
 import time
 import traceback
@@ -28,7 +27,7 @@ from jobs import (
 )
 from jobs.config import JobConfig
 from jobs.context import Context, Stage
-from jobs.errors import JobError
+from jobs.errors import JobError, errno_text
 from jobs.observe import stage_line
 from jobs.run_store import RunDir, new_run_id, utc_now
 from jobs.storage import HadoopFiles, is_local, local_path
@@ -160,9 +159,8 @@ def _reason(exc: Exception, stage: str) -> str:
     if isinstance(exc, JobError):
         return f"{stage}: {exc}"
     if isinstance(exc, OSError) and exc.strerror:
-        code = errno.errorcode.get(exc.errno or 0, "")
         where = f": {exc.filename}" if exc.filename else ""
-        return f"{stage}: {exc.strerror} ({code}){where}"
+        return f"{stage}: {errno_text(exc.errno, exc.strerror)}{where}"
     first = next((line for line in str(exc).splitlines() if line.strip()), "")
     return f"{stage}: unexpected {type(exc).__name__}: {first[:300]}"
 

@@ -9,6 +9,7 @@ stage that gets or produces the wrong shape fails with the difference instead of
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.errors import SchemaError, StageError, StorageError
+from jobs.errors import SchemaError, StageError, StorageError, errno_text
 from jobs.storage import HadoopFiles, join, local_path
 from schemas.manifest import RUN_MANIFEST, ManifestError, RunManifest
 from schemas.tables import Table
@@ -31,20 +32,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# What a disk says when it cannot take the run's files, by errno name.
-DISK_ERRORS = {
-    "No space left on device": "ENOSPC",
-    "Read-only file system": "EROFS",
-    "Disk quota exceeded": "EDQUOT",
-}
+# What a disk answers when it cannot take the run's files.
+DISK_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
 
 
 def disk_error(text: str) -> str | None:
     """Return "strerror (ERRNO)" when text (an exception's, Spark's Java stack included)
     says a disk was full or read-only, else None."""
-    for message, code in DISK_ERRORS.items():
-        if message in text:
-            return f"{message} ({code})"
+    for code in DISK_ERRNOS:
+        if os.strerror(code) in text:
+            return errno_text(code)
     return None
 
 
