@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from serving.app import current_version, services
 from serving.errors import ApiError
-from serving.models import SimilarItems, plain
+from serving.models import SimilarItems
 from serving.openapi import operation
 from serving.params import IntParam, check_id
 from serving.routes.recommendations import pick
@@ -38,4 +38,4 @@ def similar_items(item_id: str, n: int) -> Response:
     entries = services().store.similar_list(version.name, item_id, n) or []
     typed = version.catalogue.item_ids[row]
     body = SimilarItems(item_id=typed, version=version.name, items=pick(entries, n, frozenset()))
-    return jsonify(plain(body))
+    return jsonify(body)

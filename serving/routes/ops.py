@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from serving.app import services
 from serving.metrics import CONTENT_TYPE
-from serving.models import Health, Readiness, plain
+from serving.models import Health, Readiness
 from serving.openapi import build_document, operation
 
 bp = Blueprint("ops", __name__)
@@ -19,7 +19,7 @@ bp = Blueprint("ops", __name__)
 @operation(response=Health, tag="operations")
 def healthz() -> Response:
     """Say the process is up (nothing else is checked)."""
-    return jsonify(plain(Health(status="ok")))
+    return jsonify(Health(status="ok"))
 
 
 @bp.get("/readyz")
@@ -52,7 +52,7 @@ def readyz() -> tuple[Response, int]:
         reason=reason,
         query_backend=search.query_model.variant if search is not None else None,
     )
-    return jsonify(plain(body)), 200 if ready else 503
+    return jsonify(body), 200 if ready else 503
 
 
 @bp.get("/metrics")

@@ -18,7 +18,6 @@ from serving.models import (
     HistoryRequest,
     Item,
     Recommendations,
-    plain,
 )
 from serving.openapi import operation
 from serving.params import IdListParam, IntParam, check_id, check_int
@@ -62,7 +61,7 @@ def user_recommendations(user_id: str, n: int, exclude: frozenset[str]) -> Respo
         source=source,  # type: ignore[arg-type]
         items=pick(entries, n, exclude),
     )
-    return jsonify(plain(body))
+    return jsonify(body)
 
 
 def pick(items: Iterable[Item], n: int, exclude: frozenset[str]) -> list[Item]:
@@ -98,14 +97,14 @@ def history_recommendations() -> Response:
         seen = {str(i) for i in wanted.item_ids}
         items = pick(version.popular, wanted.n, frozenset(seen))
         body = HistoryRecommendations(version.name, "popular", items, unknown)
-        return jsonify(plain(body))
+        return jsonify(body)
     seen_rows = np.unique(np.asarray(rows, dtype=np.int64))
     found, scores = candidates(assets, history_vector(assets, seen_rows), wanted.n, seen_rows)
     items = [
         Item(assets.index.item_ids[r], round(float(s), SCORE_DECIMALS), assets.titles[r])
         for r, s in zip(found.tolist(), scores.tolist(), strict=True)
     ]
-    return jsonify(plain(HistoryRecommendations(version.name, "history", items, unknown)))
+    return jsonify(HistoryRecommendations(version.name, "history", items, unknown))
 
 
 def json_body() -> Any:

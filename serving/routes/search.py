@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from serving.app import check_deadline, current_search, current_version, services
-from serving.models import SCORE_DECIMALS, SearchItem, SearchResults, plain
+from serving.models import SCORE_DECIMALS, SearchItem, SearchResults
 from serving.openapi import operation
 from serving.params import IdParam, IntParam, TextParam
 from serving.ranking import search
@@ -72,4 +72,4 @@ def search_items(q: str, user_id: str | None, n: int) -> Response:
         ranking="semantic" if ranked.cf is None else "personal",
         items=items,
     )
-    return jsonify(plain(body))
+    return jsonify(body)

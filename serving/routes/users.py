@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from serving.app import current_search, current_version
-from serving.models import SCORE_DECIMALS, HistoryItem, UserHistory, plain
+from serving.models import SCORE_DECIMALS, HistoryItem, UserHistory
 from serving.openapi import operation
 from serving.params import IntParam, check_id
 
@@ -41,4 +41,4 @@ def user_history(user_id: str, n: int) -> Response:
         )
     ]
     body = UserHistory(version.typed_user_id(user_id), version.name, recent.total, items)
-    return jsonify(plain(body))
+    return jsonify(body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from serving.app import current_version
-from serving.models import VersionInfo, plain
+from serving.models import VersionInfo
 from serving.openapi import operation
 from serving.versions import Version
 
@@ -16,7 +16,7 @@ bp = Blueprint("version", __name__)
 @operation(response=VersionInfo, errors=(503,), tag="versions")
 def version_info() -> Response:
     """Return the served version's name, run, generation time, sizes and quality metrics."""
-    return jsonify(plain(describe(current_version())))
+    return jsonify(describe(current_version()))
 
 
 def describe(version: Version) -> VersionInfo:
