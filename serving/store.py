@@ -10,9 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from schemas.redis_layout import Keys, unpack_list
+from schemas.redis_layout import Keys, unpack_head
 from serving.models import SCORE_DECIMALS, Item
 from serving.redis_client import RedisClient
 
@@ -76,8 +74,8 @@ class ListStore:
     def decode(self, version: str, value: bytes, limit: int | None = None) -> list[Item]:
         """Decode a packed list of `version` into answer items: ids, scores and titles.
 
-        Scores are rounded to SCORE_DECIMALS here, once per list (float32 scores printed in
-        full would show digits that mean nothing).
+        Scores are rounded to SCORE_DECIMALS here (float32 scores printed in full would show
+        digits that mean nothing).
 
         Args:
             version: the version the list belongs to (its catalogue names the items).
@@ -85,12 +83,11 @@ class ListStore:
             limit: decode only the first `limit` entries (None: all).
         """
         cat = self.catalogue(version)
-        indices, scores = unpack_list(value)
-        rounded = np.round(scores[:limit].astype(np.float64), SCORE_DECIMALS).tolist()
+        indices, scores = unpack_head(value, limit)
         ids, titles = cat.item_ids, cat.titles
         return [
-            Item(ids[i], s, titles[i])
-            for i, s in zip(indices[:limit].tolist(), rounded, strict=True)
+            Item(ids[i], round(s, SCORE_DECIMALS), titles[i])
+            for i, s in zip(indices, scores, strict=True)
         ]
 
     def user_list(

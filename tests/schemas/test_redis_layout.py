@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from schemas.redis_layout import Keys, LayoutError, pack_list, unpack_list
+from schemas.redis_layout import Keys, LayoutError, pack_list, unpack_head, unpack_list
 
 
 def test_key_strings_are_pinned():
@@ -49,7 +49,18 @@ def test_pack_round_trip_is_exact_and_8_bytes_per_item():
     assert unpack_list(pack_list(np.array([]), np.array([])))[0].tolist() == []
 
 
+def test_the_head_of_a_list_decodes_to_the_same_python_values():
+    rng = np.random.default_rng(3)
+    value = pack_list(rng.integers(0, 2**32, 50), rng.normal(size=50).astype(np.float32))
+    indices, scores = unpack_list(value)
+
+    for limit in (None, 0, 1, 10, 50, 80):
+        head = unpack_head(value, limit)
+        assert head == (tuple(indices[:limit].tolist()), tuple(scores[:limit].tolist()))
+
+
 @pytest.mark.parametrize("value", [b"", b"NR", b"XX\x01\x00" + bytes(8), b"NR\x02\x00" + bytes(8)])
-def test_unpack_refuses_what_is_not_a_packed_list(value):
+@pytest.mark.parametrize("unpack", [unpack_list, unpack_head])
+def test_unpack_refuses_what_is_not_a_packed_list(value, unpack):
     with pytest.raises(LayoutError):
-        unpack_list(value)
+        unpack(value)
