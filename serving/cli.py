@@ -78,8 +78,8 @@ def resolve_config(config: ServeConfig) -> ServeConfig:
 
 
 def setup_logging(config: ServeConfig) -> None:
-    """Log nightrec's lines to stderr (JSON lines in `json` format); access lines are JSON
-    objects on stdout, with the version that answered."""
+    """Log nightrec's lines to stderr (JSON lines in `json` format). Access lines, JSON
+    objects with the version that answered, go to stdout (`ApiServer.load`)."""
     handler = logging.StreamHandler(sys.stderr)
     if config.log_format == "json":
         handler.setFormatter(JsonFormatter())
@@ -88,12 +88,6 @@ def setup_logging(config: ServeConfig) -> None:
     app_log = logging.getLogger("nightrec")
     app_log.addHandler(handler)
     app_log.setLevel(logging.INFO)
-    access = logging.getLogger("nightrec.access")
-    access_handler = logging.StreamHandler(sys.stdout)
-    access_handler.setFormatter(logging.Formatter("%(message)s"))
-    access.addHandler(access_handler)
-    access.propagate = False
-    access.setLevel(logging.INFO if config.access_log else logging.WARNING)
 
 
 class ApiServer(BaseApplication):  # type: ignore[misc]
@@ -110,7 +104,8 @@ class ApiServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from serving.app import create_app
 
-        return create_app(self.serve_config)
+        access_log = sys.stdout.buffer if self.serve_config.access_log else None
+        return create_app(self.serve_config, access_log=access_log)
 
 
 def gunicorn_settings(config: ServeConfig) -> Mapping[str, Any]:

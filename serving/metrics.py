@@ -59,11 +59,21 @@ class Metrics:
         cache = "Query vector lookups by result."
         self.query_cache = Counter("nightrec_query_cache", cache, ["result"], registry=reg)
         self._labels: dict[str, str | None] = {"serving": None, "published": None}
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count one answered request."""
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        """Count one answered request (the labelled series are looked up once per label
+        set: `labels()` takes a lock and builds a key on every call)."""
+        key = (route, method, status)
+        series = self._children.get(key)
+        if series is None:
+            series = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+            self._children[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def versions(self, status: VersionStatus) -> None:
         """Record the version state after a pointer read or a load."""
