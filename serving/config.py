@@ -117,7 +117,7 @@ class ServeConfig:
     query_cache_size: int = 1024
     encoder: str | None = None
     encoder_device: str | None = None
-    encoder_threads: int = 1
+    encoder_threads: int = 2  # a query 20% sooner than 1 thread on 2 cores; same throughput
     query_backend: str = "auto"
     version_check_seconds: float = 1.0
     version_retry_seconds: float = 10.0
