@@ -11,8 +11,9 @@ the module's own (copied from the session's), so the tests can stop Redis and pu
 - a new version whose index file is corrupt, then one whose index file is missing (two
   publishes in a row with the default keep_versions): the old version keeps answering with
   its own lists, /readyz and /metrics say so, no 5xx; `rollback` to it recovers;
-- a soak at a fixed request rate, bounded in time and count, reporting served requests,
-  errors and p99 (printed and written to JSON under the test's tmp dir).
+- two soaks: closed loop as the benchmark loads, then open loop at half the throughput the
+  first measured; each bounded in time and count, reporting served requests, errors and
+  p99 (printed and written to JSON under the test's tmp dir).
 
 Times are `time.monotonic()`, which the load processes share with the test (Linux).
 """
@@ -44,11 +45,13 @@ WORKERS, THREADS = 2, 4  # benchmarks/api.py's layout
 FAULT_RATE = 200.0  # requests/s while a fault happens (well under capacity: faults, not load)
 FAULT_SECONDS = 90.0  # upper bound of one fault test's load; each stops it once done
 GRACE = 1.0  # seconds after Redis answers again in which a 503 may still be in flight
-# The soak's rate: the API benchmark reached 2257 req/s (README, Performance: 32 connections,
-# 2 x 4 threads, two load processes, a mostly quiet machine). This 2-core machine, shared
-# with other jobs while tests run, holds SOAK_RATE without errors; NIGHTREC_SOAK_RPS and
-# NIGHTREC_SOAK_SECONDS change the rate and the length.
+# The fixed-rate soak's rate: SOAK_SHARE of the throughput the closed-loop soak measured on
+# this machine, at most SOAK_RATE. The same 2-core machines have run the API benchmark's
+# reference anywhere from 1,400 to 3,900 req/s, so no fixed rate suits them all; an open
+# loop near capacity only grows queues. NIGHTREC_SOAK_RPS and NIGHTREC_SOAK_SECONDS change
+# the rate and the length.
 SOAK_RATE = 1000.0
+SOAK_SHARE = 0.5
 SOAK_CONNECTIONS = 32
 SOAK_CAP = 1_000_000  # requests: a bound the closed-loop soak cannot reach in its time
 # Generous: the benchmark's p99 at capacity is 31 ms, but tests share the 2 cores with other
@@ -415,17 +418,28 @@ def soak(stand: Stand, tmp_path: Path, name: str, rate: float, cap: int) -> Resu
     return result
 
 
+def test_soak_at_the_benchmarks_throughput(stand, tmp_path):
+    """Closed loop with the benchmark's layout (2 x 4 threads, 32 connections, two load
+    processes): the throughput `python -m benchmarks.api` reports, held for the whole run."""
+    result = soak(stand, tmp_path, "capacity", 0.0, SOAK_CAP)
+    # the fault tests' load must be well under what the server holds
+    assert result.rps >= 2 * FAULT_RATE, stand.figures["capacity"]
+
+
 def test_soak_at_a_fixed_rate(stand, tmp_path):
     """Open loop: latency counts from each request's scheduled time, so a stall shows."""
-    rate = positive_setting("NIGHTREC_SOAK_RPS", SOAK_RATE)
+    rate = positive_setting("NIGHTREC_SOAK_RPS", soak_rate(stand))
     seconds = positive_setting("NIGHTREC_SOAK_SECONDS", 60.0)
     result = soak(stand, tmp_path, "soak", rate, int(rate * seconds * 1.05) + 100)
     assert result.rps >= 0.95 * rate, stand.figures["soak"]
 
 
-def test_soak_at_the_benchmarks_throughput(stand, tmp_path):
-    """Closed loop with the benchmark's layout (2 x 4 threads, 32 connections, two load
-    processes): the throughput `python -m benchmarks.api` reports, held for the whole run."""
-    result = soak(stand, tmp_path, "capacity", 0.0, SOAK_CAP)
-    # at least the rate the fixed-rate soak holds on a busy machine
-    assert result.rps >= SOAK_RATE, stand.figures["capacity"]
+def soak_rate(stand: Stand) -> float:
+    """Return the fixed-rate soak's default rate: SOAK_SHARE of what this server holds in a
+    closed loop here (the capacity soak's throughput, or a short probe's when that did not
+    run), at most SOAK_RATE."""
+    capacity = stand.figures.get("capacity", {}).get("achieved_rps")
+    if capacity is None:
+        scenario = Scenario("probe", stand.port, stand.paths(), SOAK_CONNECTIONS)
+        capacity = start_scenario(scenario, Load(2.0, 10.0, SOAK_CAP, 2)).result().rps
+    return round(min(SOAK_RATE, SOAK_SHARE * capacity), 1)
