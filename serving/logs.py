@@ -64,10 +64,14 @@ class AccessLog:
         self._lock = threading.Lock()
 
     def write(self, entry: dict[str, Any]) -> None:
-        """Write one line (the stream's own lock keeps lines whole across threads)."""
+        """Write one line (the stream's own lock keeps lines whole across threads); a line
+        that cannot be written is dropped, never the request's answer."""
         if self._flusher is None:
             self._start_flusher()
-        self.stream.write(orjson.dumps(entry) + b"\n")
+        try:
+            self.stream.write(orjson.dumps(entry) + b"\n")
+        except (OSError, ValueError):  # the stream went away (closed pipe, shut down)
+            pass
 
     def flush(self) -> None:
         try:

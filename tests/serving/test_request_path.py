@@ -114,3 +114,11 @@ def test_access_lines_stay_whole_across_threads_and_reach_the_stream_within_a_se
     lines = [json.loads(line) for line in raw.getvalue().splitlines()]
     assert len(lines) == 2000
     assert {(a["thread"], a["i"]) for a in lines} == {(t, i) for t in range(4) for i in range(500)}
+
+
+def test_an_access_line_that_cannot_be_written_is_dropped_not_raised():
+    stream = io.BytesIO()
+    log = AccessLog(stream)
+    stream.close()
+    log.write({"status": 200})  # no exception: the answer still goes out
+    log.flush()
