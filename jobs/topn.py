@@ -270,6 +270,8 @@ def _group_size(items: int, n: int) -> int:
 def _checked(vecs: np.ndarray, what: str) -> np.ndarray:
     """Return vecs as C-contiguous float32 (rows, d), or raise naming the first bad row."""
     arr = np.ascontiguousarray(vecs, dtype=np.float32)
+    if not arr.flags.writeable:  # zero-copy Arrow buffers: torch.from_numpy wants writable
+        arr = arr.copy()
     if arr.ndim != 2:
         raise ValueError(f"{what} must be a 2-D array (got shape {arr.shape})")
     bad = ~(np.abs(arr) < MAX_ABS_FACTOR).all(axis=1)
