@@ -125,7 +125,8 @@ def report(args, secs: float, exact: bool, peak_mb: float, peers: dict, spark: d
         f"{spark['score_seconds'] - spark['score_noop_seconds']:.2f} s)\n"
         f"  the whole stage, seen lists gathered from the interactions: "
         f"{spark['stage_seconds']:.2f} s, {stage:+.0%} "
-        f"(gathering alone {spark['gather_seconds']:.2f} s; first run, starting the Python workers: {spark['stage_cold_seconds']:.2f} s)"
+        f"(gathering alone {spark['gather_seconds']:.2f} s; first run, starting the Python "
+        f"workers: {spark['stage_cold_seconds']:.2f} s)"
     )
     print(
         f"redis publish: {spark['redis_users_per_s']:,.0f} users/s, "
