@@ -27,7 +27,7 @@ def exact_scores(users: np.ndarray, items: np.ndarray) -> np.ndarray:
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def finish_rows(
-    indptr, cols, approx, slack, users, items, n, out_idx, out_scores, out_counts
+    indptr, cols, approx, scale, tiny, norms, users, items, n, out_idx, out_scores, out_counts
 ):  # pragma: no cover - compiled; exercised through top_n_unseen
     """Rank each row's candidates (CSR over rows) exactly and write the best n, in place.
 
@@ -35,8 +35,8 @@ def finish_rows(
         indptr: (rows + 1,) int64 offsets of each row's candidates in cols/approx.
         cols: candidate item indices, ascending within a row.
         approx: float32 approximate scores of the candidates.
-        slack: (rows,) float64 width 2M: an item can beat the n-th approximate score only if
-            its approximate score is within slack of it.
+        scale, tiny: (rows,) float64: |approx - exact| <= scale |v| + tiny for item v.
+        norms: |v| of every item (float64).
         users: (rows, d) float64 user factors.
         items: (items, d) float32 item factors.
         n: list length.
@@ -45,20 +45,31 @@ def finish_rows(
     for r in numba.prange(len(indptr) - 1):
         lo, hi = indptr[r], indptr[r + 1]
         out_counts[r] = rank_row(
-            cols[lo:hi], approx[lo:hi], slack[r], users[r], items, n, out_idx[r], out_scores[r]
-        )
+            cols[lo:hi], approx[lo:hi], scale[r], tiny[r], norms, users[r], items, n,
+            out_idx[r], out_scores[r],
+        )  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
-def rank_row(cols, approx, slack, user, items, n, out_idx, out_scores):  # pragma: no cover
+def rank_row(
+    cols, approx, scale, tiny, norms, user, items, n, out_idx, out_scores
+):  # pragma: no cover - compiled
     """Write the exact best n of one row's candidates (cols ascending); return how many.
 
+    The n candidates with the largest approximate scores (at least kth) have exact scores of
+    at least kth - scale W - tiny, W their largest norm; an item v can beat them only if its
+    approximate score is at least that minus scale |v| + tiny. Only those are scored exactly.
     items is (items, d) float32; user is (d,) float64.
     """
     keep = cols
     if len(cols) > n:
         kth = -np.partition(-approx, n - 1)[n - 1]  # the n-th largest approximate score
-        keep = cols[approx >= kth - slack]
+        witness = 0.0
+        for i in range(len(cols)):
+            if approx[i] >= kth:
+                witness = max(witness, norms[cols[i]])
+        base = np.float64(kth) - 2 * tiny - scale * witness
+        keep = cols[approx >= base - scale * norms[cols]]
     k = len(keep)
     acc = np.empty(k, dtype=np.float64)
     exact_dots(user, items, keep, acc)

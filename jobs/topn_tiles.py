@@ -5,8 +5,8 @@ AMX/AVX512-BF16). While a tile is still in cache, `mask_tile` sets the seen item
 and torch takes the maximum of every group of items (as int16 bits: for values >= +0 the
 bits order like the floats, and a negative maximum only says "every value is <= 0").
 `finish_block` then takes, per row, the n-th largest group maximum as a floor (at least n
-unseen items reach it), rescans only the groups that reach the floor minus the rounding
-slack, and ranks those few candidates exactly.
+unseen items reach it), rescans only the groups that reach the floor minus their rounding
+bound (per group, from its largest item norm), and ranks those few candidates exactly.
 """
 
 from __future__ import annotations
@@ -55,24 +55,46 @@ def mask_tile(tile, lo, count, seen_ptr, seen_idx, cursor):  # pragma: no cover 
 
 @numba.njit(cache=True, nogil=True)
 def finish_block(
-    tiles, maxima, group, n, slack, users, items, out_idx, out_scores, out_counts
+    tiles,
+    maxima,
+    group,
+    n,
+    scale,
+    tiny,
+    norms,
+    group_norms,
+    users,
+    items,
+    out_idx,
+    out_scores,
+    out_counts,
 ):  # pragma: no cover - compiled
-    """Rank every row of a block from its tiles (n_tiles, rows, T) and raw group maxima."""
+    """Rank every row of a block from its tiles (n_tiles, rows, T) and raw group maxima.
+
+    Row r's error on item v is at most scale[r] |v| + tiny[r] (norms, group_norms: |v| per
+    padded item and the largest per group). A cheap integer test against the loosest
+    threshold (the largest norm) comes first; the per-group and per-item thresholds are
+    computed only for what passes it.
+    """
     rows, width = tiles.shape[1], tiles.shape[2]
     per_tile, n_groups = width // group, maxima.shape[1]
+    max_norm = group_norms.max()
     live = np.empty(n_groups, dtype=np.int64)
     gathered = np.empty(n_groups * group, dtype=np.int16)
     cols = np.empty(n_groups * group, dtype=np.int64)
     words = np.empty(n_groups * group, dtype=np.uint32)
     for r in range(rows):
-        floor, trusted = _floor_key(maxima[r], n, slack[r])
+        base = _base(maxima[r], n, scale[r], tiny[r], group_norms)
+        loose = _key_at_most(base - scale[r] * max_norm)
         n_live = 0
         for g in range(n_groups):
             top = maxima[r, g]
             # a negative raw maximum only bounds the group by +0
-            if not trusted or (_key(top) if top >= 0 else 0) >= floor:
-                live[n_live] = g
-                n_live += 1
+            if (_key(top) if top >= 0 else 0) >= loose:
+                upper = np.float64(_value(top)) if top >= 0 else 0.0
+                if upper >= base - scale[r] * group_norms[g]:
+                    live[n_live] = g
+                    n_live += 1
         # Copy the live groups first: independent loads, so the cache misses overlap.
         for i in range(n_live):
             t, start = live[i] // per_tile, (live[i] % per_tile) * group
@@ -80,26 +102,45 @@ def finish_block(
         m = 0
         for i in range(n_live * group):
             v = gathered[i]
-            if _key(v) >= floor:
+            if _key(v) >= loose:  # seen and padding items (-inf) never pass
                 g = live[i // group]
-                cols[m] = (g // per_tile) * width + (g % per_tile) * group + i % group
-                words[m] = np.uint32(np.uint16(v)) << 16  # bf16 bits -> float32 bits
-                m += 1
+                col = (g // per_tile) * width + (g % per_tile) * group + i % group
+                if np.float64(_value(v)) >= base - scale[r] * norms[col]:
+                    cols[m] = col
+                    words[m] = np.uint32(np.uint16(v)) << 16  # bf16 bits -> float32 bits
+                    m += 1
         out_counts[r] = rank_row(
-            cols[:m], words[:m].view(np.float32), slack[r], users[r], items, n,
+            cols[:m], words[:m].view(np.float32), scale[r], tiny[r], norms, users[r], items, n,
             out_idx[r], out_scores[r],
         )  # fmt: skip
 
 
 @numba.njit(cache=True)
-def _floor_key(row_maxima, n, slack):  # pragma: no cover - compiled
-    """Return (key below which no item of the row can be in its top n, maxima usable)."""
+def _base(row_maxima, n, scale, tiny, group_norms):  # pragma: no cover - compiled
+    """Return floor - 2 tiny - scale W: item v may be in the top n if approx >= it - scale |v|.
+
+    floor is the n-th largest group maximum (n unseen items reach it), W the largest norm
+    of the groups reaching it; -inf when the maxima cannot be trusted (the n-th is not
+    known to be >= +0), which keeps every unseen item.
+    """
     kth = _nth_largest_positive(row_maxima, n)
-    if kth < 0:  # n-th maximum not known to be >= +0: keep every unseen item
-        return NEG_INF_KEY + 1, False
-    floor = np.float64(_value(kth)) - slack
-    f32 = np.array([np.float32(floor)], dtype=np.float32)
-    if np.float64(f32[0]) > floor:
+    if kth < 0:
+        return -np.inf
+    witness = 0.0
+    for g in range(len(row_maxima)):
+        if row_maxima[g] >= kth:  # both >= 0: int16 bits order like the floats
+            witness = max(witness, group_norms[g])
+    return np.float64(_value(kth)) - 2 * tiny - scale * witness
+
+
+@numba.njit(cache=True)
+def _key_at_most(x):  # pragma: no cover - compiled
+    """Return the key of the largest bf16 value <= x: every value >= x has a key >= it.
+
+    Never below the smallest finite key, so -inf (seen and padding items) is always below.
+    """
+    f32 = np.array([np.float32(x)], dtype=np.float32)
+    if np.float64(f32[0]) > x:
         f32[0] = np.nextafter(f32[0], np.float32(-np.inf))
     b32 = f32.view(np.uint32)[0]
     b16 = np.int32(b32 >> 16)
@@ -108,7 +149,7 @@ def _floor_key(row_maxima, n, slack):  # pragma: no cover - compiled
     if b16 == 0:
         b16 = 0x8000  # +0 -> -0, the lower of the two zeros
     raw = b16 - 0x10000 if b16 >= 0x8000 else b16
-    return max(_key(raw), NEG_INF_KEY + 1), True
+    return max(_key(raw), NEG_INF_KEY + 1)
 
 
 @numba.njit(cache=True)

@@ -2,8 +2,8 @@
 
 For a block of users: the product with every item in the table's dtype, seen items set to
 -inf, group maxima, the n-th largest of them as a floor, and the CSR list of the items whose
-approximate score reaches the floor minus the row's rounding slack. `jobs.topn_exact` ranks
-them exactly on the CPU.
+approximate score reaches the floor minus their rounding bound (per item, from its norm).
+`jobs.topn_exact` ranks them exactly on the CPU.
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 
 
 @torch.inference_mode()
-def candidates(users: np.ndarray, table: ItemTable, seen, n: int, slack: np.ndarray):
-    """Return CSR (indptr, cols, approx) of the items that may be in each row's top n."""
+def candidates(users: np.ndarray, table: ItemTable, seen, n: int, scale, tiny):
+    """Return CSR (indptr, cols, approx) of the items that may be in each row's top n.
+
+    scale, tiny: (rows,) float64 with |approx - exact| <= scale |v| + tiny for item v.
+    """
     device = table.approx_t.device
     rows = len(users)
     u = torch.from_numpy(users).to(device=device, dtype=table.approx_t.dtype)
@@ -33,18 +36,28 @@ def candidates(users: np.ndarray, table: ItemTable, seen, n: int, slack: np.ndar
     scores.view(-1).index_fill_(0, torch.from_numpy(flat).to(device), -math.inf)
     groups = scores.view(rows, -1, table.group)
     maxima = groups.amax(dim=2)
-    # n groups reach the n-th largest maximum, so at least n unseen items score that much.
-    kth = maxima.topk(min(n, maxima.shape[1]), dim=1).values[:, -1].double()
+    norms = torch.from_numpy(table.norms).to(device)
+    group_norms = torch.from_numpy(table.group_norms).to(device)
+    # n groups reach the n-th largest maximum, so at least n unseen items score that much,
+    # exactly at least kth - scale W - tiny, W the largest norm among those groups.
+    kth = maxima.topk(min(n, maxima.shape[1]), dim=1).values[:, -1:]
+    witness = torch.where(maxima >= kth, group_norms, 0.0).amax(dim=1)
+    scale_t = torch.from_numpy(np.asarray(scale, dtype=np.float64)).to(device)
+    tiny_t = torch.from_numpy(np.asarray(tiny, dtype=np.float64)).to(device)
+    base = kth[:, 0].double() - 2 * tiny_t - scale_t * witness
     if n > maxima.shape[1]:
-        kth.fill_(-math.inf)
-    floor = kth - torch.from_numpy(slack).to(device)
-    live = (maxima.double() >= floor[:, None]) & (maxima > -math.inf)
+        base.fill_(-math.inf)
+    live = (maxima.double() >= base[:, None] - scale_t[:, None] * group_norms) & (
+        maxima > -math.inf
+    )
     g_row, g_col = live.nonzero(as_tuple=True)
     vals = groups[g_row, g_col]  # (live groups, group)
-    hit = (vals.double() >= floor[g_row, None]) & (vals > -math.inf)
+    item = g_col[:, None] * table.group + torch.arange(table.group, device=device)
+    floor = base[g_row, None] - scale_t[g_row, None] * norms[item]
+    hit = (vals.double() >= floor) & (vals > -math.inf)
     which, offset = hit.nonzero(as_tuple=True)
     cand_rows = g_row[which]
-    cols = g_col[which] * table.group + offset
+    cols = item[which, offset]
     approx = vals[which, offset].float()
     indptr = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(cand_rows.cpu().numpy(), minlength=rows), out=indptr[1:])

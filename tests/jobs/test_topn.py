@@ -8,7 +8,8 @@ import torch
 
 from benchmarks.synthetic import Shape, generate
 from jobs.topn import prepare_items, seen_csr, top_n_unseen
-from jobs.topn_exact import exact_scores
+from jobs.topn_exact import exact_scores, finish_rows
+from jobs.topn_tiles import finish_block
 
 ENGINES = ["torch"]
 if torch.ops.mkldnn._is_mkldnn_bf16_supported():
@@ -90,6 +91,30 @@ def test_generated_data_with_heavy_users_matches_brute_force(engine, ties):
 
     assert_matches_brute_force(top, data.user_vecs, data.item_vecs, seen, 10)
     assert top.counts[:2].tolist() == [5, 0]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_items_of_very_different_norms_scoring_alike_match_brute_force(engine):
+    # Each item scores about 1 (within 2%) for every user, while its norm ranges from 1 to
+    # 1e4: the filter's error on an item grows with its norm, so the per-item bounds decide
+    # which near-ties are ranked exactly.
+    rng = np.random.default_rng(11)
+    direction = rng.standard_normal(8)
+    direction /= np.linalg.norm(direction)
+    users = (direction + 0.01 * rng.standard_normal((30, 8))).astype(np.float32)
+    other = rng.standard_normal((2500, 8))
+    other -= np.outer(other @ direction, direction)  # orthogonal to the users' direction
+    other *= (np.logspace(0, 4, 2500) / np.linalg.norm(other, axis=1))[:, None]
+    level = 1 + 0.02 * rng.standard_normal(2500)
+    items = (level[:, None] * direction + other).astype(np.float32)
+    seen = [set(rng.choice(2500, 40, replace=False).tolist()) for _ in range(30)]
+    pairs = np.array([(u, i) for u, s in enumerate(seen) for i in s])
+    indptr, indices = seen_csr(pairs[:, 0], pairs[:, 1], 30)
+    table = prepare_items(items, 10, device="cpu", engine=engine)
+
+    top = top_n_unseen(users, table, indptr, indices, 10)
+
+    assert_matches_brute_force(top, users, items, seen, 10)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -181,3 +206,67 @@ def test_rejects_non_finite_factors_naming_the_row():
     users[2, 1] = np.nan
     with pytest.raises(ValueError, match="user factors row 2 .*nan"):
         top_n_unseen(users, np.ones((4, 2)), np.zeros(4, dtype=np.int64), np.array([]), 1)
+
+
+def adversarial_case(seed: int = 5, rows: int = 12, n_items: int = 512, n: int = 10):
+    """Approximate scores as wrong as the error bound allows, in the worst direction.
+
+    Every item scores about 1 (within 1%) while its norm, and so its bound, ranges over two
+    orders of magnitude. Each row's true top n items are under-estimated by 90% of their
+    bound and every other item over-estimated as much: a filter that drops a true top-n
+    item here trusts its bound more than it proved.
+    """
+    rng = np.random.default_rng(seed)
+    direction = rng.standard_normal(8)
+    direction /= np.linalg.norm(direction)
+    users = (direction + 1e-4 * rng.standard_normal((rows, 8))).astype(np.float32)
+    other = rng.standard_normal((n_items, 8))
+    other -= np.outer(other @ direction, direction)
+    other *= (np.logspace(0, 2, n_items) / np.linalg.norm(other, axis=1))[:, None]
+    level = 1 + 0.001 * rng.standard_normal(n_items)
+    items = rng.permutation(level[:, None] * direction + other).astype(np.float32)
+    exact = exact_scores(users, items).astype(np.float64)
+    norms = np.linalg.norm(items.astype(np.float64), axis=1)
+    scale = 0.05 * np.linalg.norm(users.astype(np.float64), axis=1)
+    tiny = np.full(rows, 1e-30)
+    bound = scale[:, None] * norms[None, :] + tiny[:, None]
+    best = np.argsort(-exact, axis=1, kind="stable")[:, :n]
+    sign = np.ones_like(exact)
+    np.put_along_axis(sign, best, -1.0, axis=1)
+    approx = exact + sign * 0.9 * bound
+    return users, items, exact, norms, scale, tiny, approx, n
+
+
+def test_exact_ranking_keeps_every_item_its_bound_allows():
+    users, items, exact, norms, scale, tiny, approx, n = adversarial_case()
+    rows, count = approx.shape
+    indptr = np.arange(rows + 1, dtype=np.int64) * count
+    cols = np.tile(np.arange(count, dtype=np.int64), rows)
+    out_idx = np.full((rows, n), -1, dtype=np.int32)
+    out_scores = np.full((rows, n), -np.inf, dtype=np.float32)
+    counts = np.zeros(rows, dtype=np.int32)
+
+    finish_rows(indptr, cols, approx.astype(np.float32).ravel(), scale, tiny, norms,
+                users.astype(np.float64), items, n, out_idx, out_scores, counts)  # fmt: skip
+
+    expected = np.lexsort((np.tile(np.arange(count), (rows, 1)), -exact.astype(np.float32)))
+    assert np.array_equal(out_idx, expected[:, :n])
+
+
+@pytest.mark.skipif("tiles" not in ENGINES, reason="needs a CPU with bf16 support")
+def test_tile_filter_keeps_every_item_its_bound_allows():
+    users, items, exact, norms, scale, tiny, approx, n = adversarial_case()
+    rows, count = approx.shape
+    group = 8
+    bits = torch.from_numpy(approx.astype(np.float32)).to(torch.bfloat16).view(torch.int16)
+    maxima = bits.view(rows, -1, group).amax(dim=2).numpy()
+    out_idx = np.full((rows, n), -1, dtype=np.int32)
+    out_scores = np.full((rows, n), -np.inf, dtype=np.float32)
+    counts = np.zeros(rows, dtype=np.int32)
+    group_norms = norms.reshape(-1, group).max(axis=1)
+
+    finish_block(bits.numpy()[None], maxima, group, n, scale, tiny, norms, group_norms,
+                 users.astype(np.float64), items, out_idx, out_scores, counts)  # fmt: skip
+
+    expected = np.lexsort((np.tile(np.arange(count), (rows, 1)), -exact.astype(np.float32)))
+    assert np.array_equal(out_idx, expected[:, :n])
