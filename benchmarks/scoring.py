@@ -9,8 +9,9 @@ On the same factors and seen lists: this project's kernel on every user; implici
 with the seen items filtered, faiss `IndexFlatIP` (no masking: speed only) and Spark ALS's
 `recommendForAll` algorithm, each on a user subset and scaled up linearly (said in the
 output); an exactness check against a brute-force sort on sampled users; peak extra memory
-(RSS high-water); Spark's overhead when the kernel runs inside the job's `score_users`
-mapInPandas; the job's Redis publish path against a private redis-server. The last line:
+(RSS high-water); Spark's overhead when the kernel runs inside the job's `score_users` code
+(scoring alone, the Parquet write, gathering the seen lists); the job's Redis publish path
+against a private redis-server. The last line:
 
     scoring: users=U items=I dim=D n=N seconds=S exact=true vs_implicit=X vs_faiss=Y vs_spark_als=Z
 
