@@ -54,6 +54,30 @@ def random_case(rng, n_users, n_items, dim, max_seen, integer=False):
     return users, items, seen, seen_csr(u_idx, i_idx, n_users)
 
 
+def csr_of(seen: list[set]):
+    """Return the CSR (indptr, indices) of per-user seen sets."""
+    pairs = np.array([(u, i) for u, items in enumerate(seen) for i in items], dtype=np.int64)
+    return seen_csr(pairs[:, 0], pairs[:, 1], len(seen))
+
+
+def alike_scores(rng, users: int, items: int, decades: float, noise: float, spread: float):
+    """Return (users, items) factors whose items all score about 1 for every user.
+
+    Users point along one direction (with `noise` off it); each item is that direction times
+    1 +- `spread` plus a component orthogonal to it, so item norms range over `decades`
+    orders of magnitude (from 1) while the scores stay alike.
+    """
+    direction = rng.standard_normal(8)
+    direction /= np.linalg.norm(direction)
+    user_vecs = (direction + noise * rng.standard_normal((users, 8))).astype(np.float32)
+    other = rng.standard_normal((items, 8))
+    other -= np.outer(other @ direction, direction)  # orthogonal to the users' direction
+    other *= (np.logspace(0, decades, items) / np.linalg.norm(other, axis=1))[:, None]
+    level = 1 + spread * rng.standard_normal(items)
+    item_vecs = rng.permutation(level[:, None] * direction + other).astype(np.float32)
+    return user_vecs, item_vecs
+
+
 def seen_sets(data) -> list[set]:
     ptr = data.seen_indptr
     return [set(data.seen_indices[ptr[u] : ptr[u + 1]].tolist()) for u in range(len(ptr) - 1)]
@@ -82,8 +106,7 @@ def test_generated_data_with_heavy_users_matches_brute_force(engine, ties):
     seen[0] = set(range(5, 2500))  # fewer than n unseen items
     seen[1] = set(range(2500))  # nothing left
     seen[2] = set(range(0, 2500, 2))  # half the catalogue
-    pairs = np.array([(u, i) for u, s in enumerate(seen) for i in s])
-    indptr, indices = seen_csr(pairs[:, 0], pairs[:, 1], len(seen))
+    indptr, indices = csr_of(seen)
     table = prepare_items(data.item_vecs, 10, device="cpu", engine=engine)
     assert table.group == 16  # the grouped threshold is what is exercised
 
@@ -99,17 +122,9 @@ def test_items_of_very_different_norms_scoring_alike_match_brute_force(engine):
     # 1e4: the filter's error on an item grows with its norm, so the per-item bounds decide
     # which near-ties are ranked exactly.
     rng = np.random.default_rng(11)
-    direction = rng.standard_normal(8)
-    direction /= np.linalg.norm(direction)
-    users = (direction + 0.01 * rng.standard_normal((30, 8))).astype(np.float32)
-    other = rng.standard_normal((2500, 8))
-    other -= np.outer(other @ direction, direction)  # orthogonal to the users' direction
-    other *= (np.logspace(0, 4, 2500) / np.linalg.norm(other, axis=1))[:, None]
-    level = 1 + 0.02 * rng.standard_normal(2500)
-    items = (level[:, None] * direction + other).astype(np.float32)
+    users, items = alike_scores(rng, 30, 2500, decades=4, noise=0.01, spread=0.02)
     seen = [set(rng.choice(2500, 40, replace=False).tolist()) for _ in range(30)]
-    pairs = np.array([(u, i) for u, s in enumerate(seen) for i in s])
-    indptr, indices = seen_csr(pairs[:, 0], pairs[:, 1], 30)
+    indptr, indices = csr_of(seen)
     table = prepare_items(items, 10, device="cpu", engine=engine)
 
     top = top_n_unseen(users, table, indptr, indices, 10)
@@ -125,8 +140,7 @@ def test_rows_whose_scores_are_all_negative(engine):
     items = np.abs(rng.standard_normal((300, 6))).astype(np.float32)
     items[::7] = 0  # exact zeros: -0 and +0 scores
     seen = [set(rng.choice(300, 20, replace=False).tolist()) for _ in range(9)]
-    pairs = np.array([(u, i) for u, s in enumerate(seen) for i in s])
-    indptr, indices = seen_csr(pairs[:, 0], pairs[:, 1], 9)
+    indptr, indices = csr_of(seen)
     table = prepare_items(items, 5, device="cpu", engine=engine)
 
     top = top_n_unseen(users, table, indptr, indices, 5)
@@ -217,14 +231,7 @@ def adversarial_case(seed: int = 5, rows: int = 12, n_items: int = 512, n: int =
     item here trusts its bound more than it proved.
     """
     rng = np.random.default_rng(seed)
-    direction = rng.standard_normal(8)
-    direction /= np.linalg.norm(direction)
-    users = (direction + 1e-4 * rng.standard_normal((rows, 8))).astype(np.float32)
-    other = rng.standard_normal((n_items, 8))
-    other -= np.outer(other @ direction, direction)
-    other *= (np.logspace(0, 2, n_items) / np.linalg.norm(other, axis=1))[:, None]
-    level = 1 + 0.001 * rng.standard_normal(n_items)
-    items = rng.permutation(level[:, None] * direction + other).astype(np.float32)
+    users, items = alike_scores(rng, rows, n_items, decades=2, noise=1e-4, spread=0.001)
     exact = exact_scores(users, items).astype(np.float64)
     norms = np.linalg.norm(items.astype(np.float64), axis=1)
     scale = 0.05 * np.linalg.norm(users.astype(np.float64), axis=1)
