@@ -150,16 +150,33 @@ def _base(row_maxima, n, scale, tiny, group_norms):  # pragma: no cover - compil
 
     floor is the n-th largest group maximum (n unseen items reach it), W the largest norm
     of the groups reaching it; -inf when the maxima cannot be trusted (the n-th is not
-    known to be >= +0), which keeps every unseen item.
+    known to be >= +0), which keeps every unseen item. Two 256-bin histograms find the
+    floor without a sort (high byte, then low byte within the chosen high byte); the second
+    pass also keeps the largest norm above that bin and per low byte within it, so W needs
+    no pass of its own.
     """
-    kth = _nth_largest_positive(row_maxima, n)
-    if kth < 0:
+    hist = np.zeros(256, dtype=np.int64)
+    for v in row_maxima:
+        if v >= 0:
+            hist[v >> 8] += 1
+    high, above = _bin_of_nth(hist, n)
+    if high < 0:
         return -np.inf
+    hist[:] = 0
     witness = 0.0
+    by_low = np.zeros(256)
     for g in range(len(row_maxima)):
-        if row_maxima[g] >= kth:  # both >= 0: int16 bits order like the floats
+        v = row_maxima[g]
+        if v >= 0 and v >> 8 > high:
             witness = max(witness, group_norms[g])
-    return np.float64(_value(kth)) - 2 * tiny - scale * witness
+        elif v >= 0 and v >> 8 == high:
+            hist[v & 0xFF] += 1
+            by_low[v & 0xFF] = max(by_low[v & 0xFF], group_norms[g])
+    low, _ = _bin_of_nth(hist, n - above)
+    for b in range(low, 256):  # groups in the floor's bin at or above it
+        witness = max(witness, by_low[b])
+    floor = np.float64(_value(np.int32((high << 8) | low)))
+    return floor - 2 * tiny - scale * witness
 
 
 @numba.njit(cache=True)
@@ -179,27 +196,6 @@ def _key_at_most(x):  # pragma: no cover - compiled
         b16 = 0x8000  # +0 -> -0, the lower of the two zeros
     raw = b16 - 0x10000 if b16 >= 0x8000 else b16
     return max(_key(raw), NEG_INF_KEY + 1)
-
-
-@numba.njit(cache=True)
-def _nth_largest_positive(values, n):  # pragma: no cover - compiled
-    """Return the n-th largest of the int16 values >= 0, or -1 when fewer than n are >= 0.
-
-    Two 256-bin histograms (high byte, then low byte within the chosen high byte): no sort.
-    """
-    hist = np.zeros(256, dtype=np.int64)
-    for v in values:
-        if v >= 0:
-            hist[v >> 8] += 1
-    high, above = _bin_of_nth(hist, n)
-    if high < 0:
-        return -1
-    hist[:] = 0
-    for v in values:
-        if v >= 0 and v >> 8 == high:
-            hist[v & 0xFF] += 1
-    low, _ = _bin_of_nth(hist, n - above)
-    return np.int32((high << 8) | low)
 
 
 @numba.njit(cache=True, inline="always")

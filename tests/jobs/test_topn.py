@@ -9,7 +9,7 @@ import torch
 from benchmarks.synthetic import Shape, generate
 from jobs.topn import prepare_items, seen_csr, top_n_unseen
 from jobs.topn_exact import exact_scores, finish_rows
-from jobs.topn_tiles import finish_block
+from jobs.topn_tiles import _base, finish_block
 
 ENGINES = ["torch"]
 if torch.ops.mkldnn._is_mkldnn_bf16_supported():
@@ -277,3 +277,22 @@ def test_tile_filter_keeps_every_item_its_bound_allows():
 
     expected = np.lexsort((np.tile(np.arange(count), (rows, 1)), -exact.astype(np.float32)))
     assert np.array_equal(out_idx, expected[:, :n])
+
+
+def test_floor_and_witness_norm_match_a_sort():
+    # _base: the n-th largest group maximum as a float, less the largest norm among the
+    # groups reaching it (scale 1, tiny 0), whatever bin of the histograms they fall in.
+    rng = np.random.default_rng(2)
+    for trial in range(200):
+        maxima = rng.integers(-300, 3000, 400).astype(np.int16)
+        maxima[rng.integers(0, 400, 60)] = maxima[0]  # many ties, some at the floor itself
+        norms = rng.random(400) * 10
+        n = int(rng.integers(1, 120))
+        positive = np.sort(maxima[maxima >= 0])[::-1]
+        got = _base(maxima, n, 1.0, 0.0, norms)
+        if len(positive) < n:
+            assert got == -np.inf
+            continue
+        kth = positive[n - 1]
+        floor = torch.tensor([int(kth)], dtype=torch.int16).view(torch.bfloat16).float().item()
+        assert got == floor - norms[maxima >= kth].max(), trial
