@@ -72,6 +72,8 @@ class ItemTable:
     norms: np.ndarray  # (padded items,) float64 |v| of each item, 0 for padding
     group_norms: np.ndarray  # (padded items / group,) float64 largest |v| in each group
     max_abs: float
+    norms_t: torch.Tensor  # norms and group_norms on the filter's device (engine "torch")
+    group_norms_t: torch.Tensor
 
     def tiles(self) -> list[torch.Tensor]:
         """Return the contiguous (d, tile) slices of approx_t."""
@@ -125,6 +127,7 @@ def prepare_items(
     padded = np.zeros((math.ceil(count / tile) * tile, d), dtype=np.float32)
     padded[:count] = items
     norms = np.sqrt((padded.astype(np.float64) ** 2).sum(axis=1))
+    group_norms = norms.reshape(-1, group).max(axis=1)
     return ItemTable(
         engine=engine,
         approx_t=torch.from_numpy(padded.T.copy()).to(device=device, dtype=dtype),
@@ -134,8 +137,10 @@ def prepare_items(
         tile=tile,
         rel_error=_rel_error(dtype, d),
         norms=norms,
-        group_norms=norms.reshape(-1, group).max(axis=1),
+        group_norms=group_norms,
         max_abs=float(np.abs(items).max(initial=0.0)),
+        norms_t=torch.from_numpy(norms).to(device),  # shares memory on the CPU
+        group_norms_t=torch.from_numpy(group_norms).to(device),
     )
 
 

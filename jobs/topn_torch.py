@@ -36,8 +36,7 @@ def candidates(users: np.ndarray, table: ItemTable, seen, n: int, scale, tiny):
     scores.view(-1).index_fill_(0, torch.from_numpy(flat).to(device), -math.inf)
     groups = scores.view(rows, -1, table.group)
     maxima = groups.amax(dim=2)
-    norms = torch.from_numpy(table.norms).to(device)
-    group_norms = torch.from_numpy(table.group_norms).to(device)
+    norms, group_norms = table.norms_t, table.group_norms_t
     # n groups reach the n-th largest maximum, so at least n unseen items score that much,
     # exactly at least kth - scale W - tiny, W the largest norm among those groups.
     kth = maxima.topk(min(n, maxima.shape[1]), dim=1).values[:, -1:]
