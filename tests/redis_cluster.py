@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from serving.local_redis import free_port, wait_for
+from serving.local_redis import LocalRedisError, free_port, wait_for
 
 
 class RedisClusterProcesses:
@@ -19,10 +19,9 @@ class RedisClusterProcesses:
     def __init__(self, directory: Path, nodes: int = 3, password: str = "s3cret pass") -> None:
         self.directory = directory
         self.password = password
-        self.ports = [free_port() for _ in range(nodes)]
-        # The bus port defaults to port + 10000, past 65535 for a free port above 55535
-        # (redis-server then exits at start): every node gets a free bus port of its own.
-        self.bus_ports = [free_port() for _ in range(nodes)]
+        self.nodes = nodes
+        self.ports: list[int] = []
+        self.bus_ports: list[int] = []
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -30,11 +29,20 @@ class RedisClusterProcesses:
         """The URL of the first node, password included (%20 is the space)."""
         return f"redis://:{self.password.replace(' ', '%20')}@127.0.0.1:{self.ports[0]}/0"
 
-    def start(self) -> RedisClusterProcesses:
-        for port, bus in zip(self.ports, self.bus_ports, strict=True):
-            self.procs.append(subprocess.Popen(self._server(port, bus), stdout=subprocess.DEVNULL))
-        for port in self.ports:
-            wait_for(f"redis://:{self.password.replace(' ', '%20')}@127.0.0.1:{port}/0")
+    def start(self, attempts: int = 3) -> RedisClusterProcesses:
+        """Start the nodes and join them. A free port can be taken by another process of the
+        test run before its node binds it (the node then exits): the nodes are then started
+        again on fresh ports, up to `attempts` times."""
+        for attempt in range(attempts):
+            self._start_nodes()
+            try:
+                for port in self.ports:
+                    wait_for(f"redis://:{self.password.replace(' ', '%20')}@127.0.0.1:{port}/0")
+                break
+            except LocalRedisError:
+                self.stop()
+                if attempt == attempts - 1:
+                    raise
         nodes = [f"127.0.0.1:{port}" for port in self.ports]
         subprocess.run(
             [shutil.which("redis-cli") or "redis-cli", "-a", self.password, "--no-auth-warning"]
@@ -44,6 +52,18 @@ class RedisClusterProcesses:
         )
         self._wait_ok()
         return self
+
+    def _start_nodes(self) -> None:
+        """Start one redis-server per node on distinct free ports."""
+        ports: set[int] = set()
+        while len(ports) < 2 * self.nodes:
+            ports.add(free_port())
+        # The bus port defaults to port + 10000, past 65535 for a free port above 55535
+        # (redis-server then exits at start): every node gets a free bus port of its own.
+        chosen = sorted(ports)
+        self.ports, self.bus_ports = chosen[: self.nodes], chosen[self.nodes :]
+        for port, bus in zip(self.ports, self.bus_ports, strict=True):
+            self.procs.append(subprocess.Popen(self._server(port, bus), stdout=subprocess.DEVNULL))
 
     def _server(self, port: int, bus: int) -> list[str]:
         node_dir = self.directory / str(port)
