@@ -4,11 +4,13 @@ cannot be loaded. Uses its own key prefix in the serving Redis."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 import time
+import weakref
 
 import pytest
 import redis
@@ -16,6 +18,7 @@ import redis
 from jobs.pipeline import run_job
 from schemas.redis_layout import Keys
 from serving.app import create_app
+from serving.cli import freeze_heap
 from tests.movielens import write_movielens
 from tests.serving import catalogue
 from tests.serving.conftest import job_config
@@ -53,14 +56,19 @@ def wait_for_version(client, name: str, seconds: float = 120.0) -> list[int]:
     raise AssertionError(f"version {name} not served after {seconds} s")
 
 
+def copy_version(store: redis.Redis, keys: Keys, source: str, target: str) -> dict:
+    """Publish version `source` again as `target` (same lists, same index); return its meta."""
+    for key in store.scan_iter(match=keys.version_pattern(source)):
+        new_key = key.decode().replace(f":v:{source}:", f":v:{target}:", 1)
+        store.restore(new_key, 0, store.dump(key), replace=True)
+    return json.loads(store.get(keys.meta(target)))
+
+
 def test_a_version_that_cannot_be_loaded_leaves_the_old_one_served(switch_app, published):
     client, keys = switch_app.test_client(), Keys(PREFIX)
     store = redis.Redis.from_url(published.redis_url)
     assert client.get("/v1/users/9/recommendations").get_json()["version"] == "v1"
-    for key in store.scan_iter(match=keys.version_pattern("v1")):
-        new_key = key.decode().replace(":v:v1:", ":v:broken:", 1)
-        store.restore(new_key, 0, store.dump(key), replace=True)
-    meta = json.loads(store.get(keys.meta("broken")))
+    meta = copy_version(store, keys, "v1", "broken")
     meta.update(run_id="gone", index_dir="/nonexistent/index")
     store.set(keys.meta("broken"), json.dumps(meta))
     store.set(keys.current, "broken")
@@ -134,3 +142,31 @@ def test_a_rollback_is_served_without_restart(switch_app, published):
     ).stdout.splitlines()
     assert [line.split()[0] for line in listing[1:]] == ["v2", "*"]  # newest first
     assert listing[2].split()[1] == "v1"
+
+
+def test_a_version_switched_from_is_freed_with_the_worker_frozen(switch_app, published):
+    """A worker of `nightrec serve` freezes what it holds once it is ready (`freeze_heap`),
+    so the cycle collector never looks at the first version's objects again. A version
+    switched from must then be freed by reference counting alone, or every switch would
+    leak a version (its index included)."""
+    client, keys = switch_app.test_client(), Keys(PREFIX)
+    store = redis.Redis.from_url(published.redis_url)
+    copy_version(store, keys, "v1", "v1-again")
+    wait_for_version(client, "v1")
+    serving = switch_app.extensions["nightrec"].versions.status.serving
+    assert serving is not None and serving.search is not None
+    # The version and its search assets (the index, the bulk of it); its catalogue is not
+    # checked: the ListStore keeps the last few catalogues on purpose (serving.store).
+    held = [weakref.ref(serving), weakref.ref(serving.search)]
+    del serving
+    freeze_heap()
+    try:
+        store.set(keys.current, "v1-again")
+        wait_for_version(client, "v1-again")
+        gc.collect()  # the requests' own cycles are young, so this frees them
+        alive = [ref() is not None for ref in held]
+    finally:
+        gc.unfreeze()
+        store.set(keys.current, "v1")
+        store.delete(*store.scan_iter(match=keys.version_pattern("v1-again")))
+    assert alive == [False, False]
