@@ -59,8 +59,9 @@ def create_app(
     Args:
         config: the settings; None reads them from NIGHTREC_* variables (and, with no Redis
             URL there, starts or reuses the private redis-server under `out`).
-        background: load new versions in a thread; False loads them within the request that
-            notices the pointer change (deterministic, for tests).
+        background: load new versions in a thread, and read the pointer in another one
+            whether requests come or not (`VersionManager.watch`); False loads them within
+            the request that notices the pointer change (deterministic, for tests).
         access_log: where to write one JSON line per request (`nightrec serve` passes
             stdout when NIGHTREC_ACCESS_LOG is on); None writes none.
     """
@@ -80,6 +81,8 @@ def create_app(
     app.request_class = TrackedRequest
     app.wsgi_app = Observed(app.wsgi_app, services)  # type: ignore[method-assign]
     services.versions.check(wait=True)
+    if background:
+        services.versions.watch()  # an idle worker follows the pointer too
     return app
 
 

@@ -5,7 +5,9 @@ catalogue, popular list and search assets. A request takes one `Version` object 
 and uses it to the end, so an answer never mixes two versions.
 
 The `VersionManager` trusts the pointer it read for `check_seconds`; after that the next
-request reads it again (one Redis GET per worker per interval). A new pointer is loaded in a
+request reads it again (one Redis GET per worker per interval), and so does the manager's
+watcher thread (`watch`) when no request comes, so that an idle worker follows the pointer
+too. A new pointer is loaded in a
 background thread while the old version keeps answering; the switch is one reference
 assignment. If the new version cannot be loaded completely the worker keeps the old one,
 reports it (`status()`, /readyz, /metrics) and retries after `retry_seconds`. While it
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -245,6 +248,22 @@ class VersionManager:
         finally:
             self._check_lock.release()
 
+    def watch(self) -> threading.Thread:
+        """Check the pointer every `check_seconds` in a daemon thread, requests or not.
+
+        Without it a worker reads the pointer only when a request reaches it. One that the
+        load balancer or the kernel's accept queue leaves idle would keep an old version
+        (and report it in /metrics) until its next request, and would stop renewing its
+        hold on that version, which the job's garbage collection may then remove. The thread
+        holds the manager weakly and ends once the manager is gone.
+        """
+        thread = threading.Thread(
+            target=_watch, args=(weakref.ref(self), self.check_seconds), daemon=True
+        )
+        thread.name = "nightrec-version-watch"
+        thread.start()
+        return thread
+
     def _read_pointer(self) -> str | None:
         status = self.status
         try:
@@ -314,3 +333,18 @@ class VersionManager:
     def _notify(self) -> None:
         if self.on_change is not None:
             self.on_change(self.status)
+
+
+def _watch(manager_ref: weakref.ref[VersionManager], seconds: float) -> None:
+    """The body of `VersionManager.watch`'s thread."""
+    while True:
+        time.sleep(seconds)
+        manager = manager_ref()
+        if manager is None:
+            return
+        try:
+            if time.monotonic() >= manager._next_check:  # no request has checked meanwhile
+                manager.check()
+        except Exception:  # the watcher must outlive any one failure; requests still check
+            log.exception("checking the version pointer failed")
+        del manager

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,3 +95,35 @@ def nightrec_serve(
         finally:
             proc.send_signal(signal.SIGTERM)
             server.returncode = proc.wait(timeout=60)
+
+
+def metric_lines(base: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Return the samples of one metric from /metrics: (labels, value) pairs."""
+    status, text = fetch(f"{base}/metrics")
+    assert status == 200, text[:300]
+    samples = []
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if match:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+            samples.append((labels, float(match.group(2))))
+    return samples
+
+
+def workers(base: str, role: str = "serving") -> dict[str, str]:
+    """Return the version each live worker serves (or sees published), by worker pid."""
+    samples = metric_lines(base, "nightrec_version_info")
+    return {
+        labels["pid"]: labels["version"]
+        for labels, v in samples
+        if v == 1 and labels["role"] == role
+    }
+
+
+def poll(what: str, check: Callable[[], bool], seconds: float = 60.0) -> float:
+    """Ask `check` every 50 ms until it holds; return the monotonic time it did."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not seen within {seconds} s"
+        time.sleep(0.05)
+    return time.monotonic()

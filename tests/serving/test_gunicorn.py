@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
+import redis
 
-from tests.serving.server import fetch, nightrec_serve
+from schemas.redis_layout import Keys
+from tests.serving.conftest import RedisProcess, copy_keys
+from tests.serving.server import fetch, nightrec_serve, poll, workers
 
 pytestmark = pytest.mark.slow
 
@@ -39,3 +43,27 @@ def test_nightrec_serve_answers_over_http(published, tmp_path):
     assert {"route": "/v1/users/<user_id>/recommendations", "status": 200}.items() <= next(
         a for a in access if a["path"] == "/v1/users/1/recommendations"
     ).items()
+
+
+def test_idle_workers_follow_the_pointer(published, tmp_path):
+    """Workers that no request reaches still switch: only /metrics is asked here, which does
+    not read the pointer, so each worker's watcher thread must notice the new version."""
+    (tmp_path / "redis").mkdir()
+    own_redis = RedisProcess(tmp_path / "redis").start()
+    try:
+        copy_keys(published.redis_url, own_redis.url)
+        store, keys = redis.Redis.from_url(own_redis.url), Keys()
+        for key in store.scan_iter(match=keys.version_pattern(published.version)):
+            new_key = key.decode().replace(f":v:{published.version}:", ":v:again:", 1)
+            store.restore(new_key, 0, store.dump(key))
+        own = replace(published, redis_url=own_redis.url)
+        with nightrec_serve(own, tmp_path / "serve.out", workers=2, threads=2) as server:
+            poll("both workers up", lambda: len(workers(server.base)) == 2, 120.0)
+            store.set(keys.current, "again")
+            poll(
+                "both workers on the new version",
+                lambda: set(workers(server.base).values()) == {"again"},
+            )
+        assert server.returncode == 0, server.output()[-3000:]
+    finally:
+        own_redis.stop()

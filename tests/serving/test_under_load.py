@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +36,16 @@ from jobs.pipeline import run_job
 from jobs.versions import rollback
 from schemas.redis_layout import Keys
 from tests.serving.conftest import TOP_N, RedisProcess, copy_keys, job_config
-from tests.serving.server import START_SECONDS, Server, fetch, fetch_json, nightrec_serve
+from tests.serving.server import (
+    START_SECONDS,
+    Server,
+    fetch,
+    fetch_json,
+    metric_lines,
+    nightrec_serve,
+    poll,
+    workers,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -143,42 +151,10 @@ def publish_copy(stand: Stand, spark, name: str, damage: Callable[[Path], None] 
     stand.lists[name] = {user: items[::-1] for user, items in stand.lists["v1"].items()}
 
 
-def metric_lines(base: str, name: str) -> list[tuple[dict[str, str], float]]:
-    """Return the samples of one metric from /metrics: (labels, value) pairs."""
-    status, text = fetch(f"{base}/metrics")
-    assert status == 200, text[:300]
-    samples = []
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
-        if match:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-            samples.append((labels, float(match.group(2))))
-    return samples
-
-
 def answered(base: str, status: str = "200") -> float:
     """Return how many recommendation requests every worker together answered with status."""
     samples = metric_lines(base, "nightrec_http_requests_total")
     return sum(v for labels, v in samples if (labels["route"], labels["status"]) == (ROUTE, status))
-
-
-def workers(base: str, role: str = "serving") -> dict[str, str]:
-    """Return the version each live worker serves (or sees published), by worker pid."""
-    samples = metric_lines(base, "nightrec_version_info")
-    return {
-        labels["pid"]: labels["version"]
-        for labels, v in samples
-        if v == 1 and labels["role"] == role
-    }
-
-
-def poll(what: str, check: Callable[[], bool], seconds: float = 60.0) -> float:
-    """Ask `check` every 50 ms until it holds; return the monotonic time it did."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not seen within {seconds} s"
-        time.sleep(0.05)
-    return time.monotonic()
 
 
 def more_answers(stand: Stand, count: int, status: str = "200") -> float:

@@ -178,3 +178,32 @@ def test_background_loading_keeps_answering_from_the_old_version():
         time.sleep(0.01)
     assert versions.current().name == "b" and loader.loaded == ["a", "b"]
     assert all(isinstance(c, VersionStatus) for c in changes)
+
+
+def test_a_watched_manager_follows_the_pointer_without_requests():
+    """A worker that no request reaches still loads the new version (and holds the old one
+    while it loads), through its watcher thread; the thread ends with the manager."""
+    release = threading.Event()
+    loader = FakeLoader()
+
+    def slow(name: str) -> Version:
+        if name == "b":
+            release.wait(5)
+        return loader(name)
+
+    store = FakeStore("a")
+    versions = VersionManager(store, slow, check_seconds=0.01, background=True)
+    versions.check(wait=True)
+    watcher = versions.watch()
+    store.pointer = "b"
+    deadline = time.monotonic() + 5
+    while versions.status.loading != "b" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert versions.status.loading == "b" and "a" in store.holds  # no request was made
+    release.set()
+    while versions.status.serving.name != "b" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert versions.status.serving.name == "b" and loader.loaded == ["a", "b"]
+    del versions
+    watcher.join(5)
+    assert not watcher.is_alive()
