@@ -52,6 +52,19 @@ class FakeLoader:
         return version(name, complete=name not in self.partial)
 
 
+class GatedLoader(FakeLoader):
+    """A loader whose load of version `gated` waits until `release` is set (at most 5 s)."""
+
+    def __init__(self, gated: str) -> None:
+        super().__init__()
+        self.gated, self.release = gated, threading.Event()
+
+    def __call__(self, name: str) -> Version:
+        if name == self.gated:
+            self.release.wait(5)
+        return super().__call__(name)
+
+
 def manager(store, loader, **options) -> VersionManager:
     options = {"check_seconds": 60.0, "retry_seconds": 60.0, "background": False, **options}
     return VersionManager(store, loader, **options)
@@ -154,17 +167,10 @@ def test_redis_going_down_keeps_the_loaded_version():
 
 
 def test_background_loading_keeps_answering_from_the_old_version():
-    release = threading.Event()
-    loader = FakeLoader()
-
-    def slow(name: str) -> Version:
-        if name == "b":
-            release.wait(5)
-        return loader(name)
-
+    loader = GatedLoader("b")
     store, changes = FakeStore("a"), []
     versions = VersionManager(
-        store, slow, check_seconds=0.01, background=True, on_change=changes.append
+        store, loader, check_seconds=0.01, background=True, on_change=changes.append
     )
     versions.check(wait=True)
     store.pointer = "b"
@@ -172,7 +178,7 @@ def test_background_loading_keeps_answering_from_the_old_version():
     assert versions.current().name == "a"  # starts the load, answers from "a"
     assert versions.status.loading == "b"
     assert versions.current().name == "a"
-    release.set()
+    loader.release.set()
     deadline = time.monotonic() + 5
     while versions.current().name != "b" and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -183,16 +189,9 @@ def test_background_loading_keeps_answering_from_the_old_version():
 def test_a_watched_manager_follows_the_pointer_without_requests():
     """A worker that no request reaches still loads the new version (and holds the old one
     while it loads), through its watcher thread; the thread ends with the manager."""
-    release = threading.Event()
-    loader = FakeLoader()
-
-    def slow(name: str) -> Version:
-        if name == "b":
-            release.wait(5)
-        return loader(name)
-
+    loader = GatedLoader("b")
     store = FakeStore("a")
-    versions = VersionManager(store, slow, check_seconds=0.01, background=True)
+    versions = VersionManager(store, loader, check_seconds=0.01, background=True)
     versions.check(wait=True)
     watcher = versions.watch()
     store.pointer = "b"
@@ -200,7 +199,7 @@ def test_a_watched_manager_follows_the_pointer_without_requests():
     while versions.status.loading != "b" and time.monotonic() < deadline:
         time.sleep(0.01)
     assert versions.status.loading == "b" and "a" in store.holds  # no request was made
-    release.set()
+    loader.release.set()
     while versions.status.serving.name != "b" and time.monotonic() < deadline:
         time.sleep(0.01)
     assert versions.status.serving.name == "b" and loader.loaded == ["a", "b"]
