@@ -7,12 +7,12 @@ and uses it to the end, so an answer never mixes two versions.
 The `VersionManager` trusts the pointer it read for `check_seconds`; after that the next
 request reads it again (one Redis GET per worker per interval), and so does the manager's
 watcher thread (`watch`) when no request comes, so that an idle worker follows the pointer
-too. A new pointer is loaded in a
-background thread while the old version keeps answering; the switch is one reference
-assignment. If the new version cannot be loaded completely the worker keeps the old one,
-reports it (`status()`, /readyz, /metrics) and retries after `retry_seconds`. While it
-answers from a version the pointer does not name, every pointer read also renews its hold
-on that version in Redis, so that the job's garbage collection does not remove its lists.
+too. A new pointer is loaded in a background thread while the old version keeps answering;
+the switch is one reference assignment. If the new version cannot be loaded completely the
+worker keeps the old one, reports it (`status()`, /readyz, /metrics) and retries after
+`retry_seconds`. While it answers from a version the pointer does not name, every pointer
+read also renews its hold on that version in Redis, so that the job's garbage collection
+does not remove its lists.
 """
 
 from __future__ import annotations
@@ -258,11 +258,26 @@ class VersionManager:
         holds the manager weakly and ends once the manager is gone.
         """
         thread = threading.Thread(
-            target=_watch, args=(weakref.ref(self), self.check_seconds), daemon=True
+            target=self._watch_loop, args=(weakref.ref(self), self.check_seconds), daemon=True
         )
         thread.name = "nightrec-version-watch"
         thread.start()
         return thread
+
+    @staticmethod
+    def _watch_loop(manager_ref: weakref.ref[VersionManager], seconds: float) -> None:
+        """The body of `watch`'s thread: check when no request has checked meanwhile."""
+        while True:
+            time.sleep(seconds)
+            manager = manager_ref()
+            if manager is None:
+                return
+            try:
+                if time.monotonic() >= manager._next_check:
+                    manager.check()
+            except Exception:  # the watcher must outlive any one failure; requests still check
+                log.exception("checking the version pointer failed")
+            del manager
 
     def _read_pointer(self) -> str | None:
         status = self.status
@@ -333,18 +348,3 @@ class VersionManager:
     def _notify(self) -> None:
         if self.on_change is not None:
             self.on_change(self.status)
-
-
-def _watch(manager_ref: weakref.ref[VersionManager], seconds: float) -> None:
-    """The body of `VersionManager.watch`'s thread."""
-    while True:
-        time.sleep(seconds)
-        manager = manager_ref()
-        if manager is None:
-            return
-        try:
-            if time.monotonic() >= manager._next_check:  # no request has checked meanwhile
-                manager.check()
-        except Exception:  # the watcher must outlive any one failure; requests still check
-            log.exception("checking the version pointer failed")
-        del manager

@@ -7,6 +7,7 @@ session, and every test that reads the version can trust it is there.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from schemas.redis_layout import Keys
 from serving.config import ServeConfig, build_serve_config
 from serving.local_redis import free_port, server_command, wait_for
 from tests.movielens import write_movielens
@@ -122,3 +124,11 @@ def copy_keys(source_url: str, target_url: str, pattern: str = "*") -> int:
     """Copy every key matching pattern from one Redis to another (DUMP/RESTORE)."""
     source, target = redis.Redis.from_url(source_url), redis.Redis.from_url(target_url)
     return restore_keys(target, dump_keys(source, pattern))
+
+
+def copy_version(store: redis.Redis, keys: Keys, source: str, target: str) -> dict:
+    """Publish version `source` again as `target` (same lists, same index); return its meta."""
+    for key in store.scan_iter(match=keys.version_pattern(source)):
+        new_key = key.decode().replace(f":v:{source}:", f":v:{target}:", 1)
+        store.restore(new_key, 0, store.dump(key), replace=True)
+    return json.loads(store.get(keys.meta(target)))

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from schemas.redis_layout import Keys
-from tests.serving.conftest import RedisProcess, copy_keys
+from tests.serving.conftest import RedisProcess, copy_keys, copy_version
 from tests.serving.server import fetch, nightrec_serve, poll, workers
 
 pytestmark = pytest.mark.slow
@@ -53,9 +53,7 @@ def test_idle_workers_follow_the_pointer(published, tmp_path):
     try:
         copy_keys(published.redis_url, own_redis.url)
         store, keys = redis.Redis.from_url(own_redis.url), Keys()
-        for key in store.scan_iter(match=keys.version_pattern(published.version)):
-            new_key = key.decode().replace(f":v:{published.version}:", ":v:again:", 1)
-            store.restore(new_key, 0, store.dump(key))
+        copy_version(store, keys, published.version, "again")
         own = replace(published, redis_url=own_redis.url)
         with nightrec_serve(own, tmp_path / "serve.out", workers=2, threads=2) as server:
             poll("both workers up", lambda: len(workers(server.base)) == 2, 120.0)

@@ -21,7 +21,7 @@ from serving.app import create_app
 from serving.cli import freeze_heap
 from tests.movielens import write_movielens
 from tests.serving import catalogue
-from tests.serving.conftest import job_config
+from tests.serving.conftest import copy_version, job_config
 
 pytestmark = pytest.mark.slow
 PREFIX = "switch"
@@ -54,14 +54,6 @@ def wait_for_version(client, name: str, seconds: float = 120.0) -> list[int]:
             return statuses
         time.sleep(0.05)
     raise AssertionError(f"version {name} not served after {seconds} s")
-
-
-def copy_version(store: redis.Redis, keys: Keys, source: str, target: str) -> dict:
-    """Publish version `source` again as `target` (same lists, same index); return its meta."""
-    for key in store.scan_iter(match=keys.version_pattern(source)):
-        new_key = key.decode().replace(f":v:{source}:", f":v:{target}:", 1)
-        store.restore(new_key, 0, store.dump(key), replace=True)
-    return json.loads(store.get(keys.meta(target)))
 
 
 def test_a_version_that_cannot_be_loaded_leaves_the_old_one_served(switch_app, published):
