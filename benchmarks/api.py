@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.loadgen import HOST, Load, Result, Scenario, run_scenario
+from benchmarks.loadgen import HOST, Load, Result, Scenario, connections_per_process, start_scenario
 from benchmarks.search_queries import search_paths
 from serving.local_redis import free_port, server_command, wait_for
 
@@ -165,8 +165,9 @@ class Summary:
         )
 
 
-def report(rounds: dict[str, list[Result]]) -> None:
-    """Print one line per scenario (medians over rounds), the ratios and the verdict line."""
+def report(rounds: dict[str, list[Result]], spreads: dict[str, list[list[int]]]) -> None:
+    """Print one line per scenario (medians over rounds), how each round's connections
+    spread over the workers, the ratios and the verdict line."""
     summary = {name: Summary.of(results) for name, results in rounds.items()}
     print(
         f"{'scenario':<22}{'requests':>9}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
@@ -177,6 +178,10 @@ def report(rounds: dict[str, list[Result]]) -> None:
             f"{r.name:<22}{r.requests:>9}{r.rps:>10.1f}{r.p50:>9.2f}{r.p99:>9.2f}"
             f"{r.p999:>10.2f}{r.worst:>9.1f}{r.errors:>8}"
         )
+    for name, per_round in spreads.items():
+        p99 = " ".join(f"{r.percentile(99):.1f}" for r in rounds[name])
+        spread = " ".join("/".join(map(str, counts)) or "-" for counts in per_round)
+        print(f"{name} by round: p99 ms {p99}; connections per worker (mid-window) {spread}")
     checks, parts = {"errors": sum(r.errors for r in summary.values()) == 0}, []
     if "recommendations" in summary:
         per_round = [
@@ -233,11 +238,18 @@ def main() -> None:
         ref = start_reference(stack, url, Path(tmp), layout)
         print(f"gunicorn: {layout[0]} workers x {layout[1]} threads, {args.rounds} rounds")
         rounds: dict[str, list[Result]] = {}
+        spreads: dict[str, list[list[int]]] = {}
         for number in range(args.rounds):
             for scenario in scenarios(api, ref, users, args.connections, args.only):
-                rounds.setdefault(scenario.name, []).append(run_scenario(scenario, load))
+                running = start_scenario(scenario, load)
+                if scenario.connections > 1:  # mid-window: every connection is open
+                    time.sleep(max(0.0, running.warm_at + load.duration / 2 - time.monotonic()))
+                    spreads.setdefault(scenario.name, []).append(
+                        connections_per_process(scenario.port)
+                    )
+                rounds.setdefault(scenario.name, []).append(running.result())
             print(f"round {number + 1} done", flush=True)
-    report(rounds)
+    report(rounds, spreads)
 
 
 if __name__ == "__main__":

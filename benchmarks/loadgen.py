@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -248,6 +250,36 @@ class Running:
             dict(statuses),
             tuple(answers),
         )
+
+
+def connections_per_process(port: int) -> list[int]:
+    """Return how many established TCP connections to local `port` each process holds,
+    largest first: under gunicorn, how the workers' accepts spread a load's keep-alive
+    connections (a worker holding most of them answers them later). Linux /proc; [] where
+    it is missing or the caller may not read other processes' descriptors.
+    """
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:  # sl local_address rem_address st ... uid timeout inode
+            fields = row.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    held: Counter[str] = Counter()
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            names = list(fds.iterdir())
+        except OSError:  # the process ended, or its descriptors are not ours to read
+            continue
+        for fd in names:
+            try:
+                held[fds.parent.name] += os.readlink(fd) in inodes
+            except OSError:  # closed since the listing (the listing's own, for one)
+                continue
+    return sorted((count for count in held.values() if count), reverse=True)
 
 
 def start_scenario(scenario: Scenario, load: Load) -> Running:
