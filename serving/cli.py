@@ -24,6 +24,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from serving.balance import BalancedThreadWorker, ConnectionBoard, seat_workers
 from serving.config import ConfigError, ServeConfig, load_config
 from serving.logs import JsonFormatter
 
@@ -129,13 +130,20 @@ def freeze_heap() -> None:
 
 
 def gunicorn_settings(config: ServeConfig) -> Mapping[str, Any]:
-    """Return gunicorn's settings for `config`."""
+    """Return gunicorn's settings for `config`.
+
+    With several workers they are gthread workers that share out the keep-alive
+    connections evenly (`serving.balance`), through a board made here, in the master.
+    """
     host = f"[{config.host}]" if ":" in config.host else config.host
+    workers: dict[str, Any] = {"worker_class": "gthread"}
+    if config.workers > 1:  # one board per server, made here in the master before any fork
+        board = ConnectionBoard(2 * config.workers + 2)  # old and new workers of a reload
+        workers = {"worker_class": BalancedThreadWorker, "pre_fork": seat_workers(board)}
     return {
         "bind": [f"{host}:{config.port}"],
         "workers": config.workers,
         "threads": config.threads,
-        "worker_class": "gthread",
         "timeout": config.worker_timeout,  # loading a version (TensorFlow, torch) takes seconds
         "graceful_timeout": 10,
         "keepalive": 5,
@@ -144,6 +152,7 @@ def gunicorn_settings(config: ServeConfig) -> Mapping[str, Any]:
         "proc_name": "nightrec-serve",
         "control_socket_disable": True,  # one fixed socket path would clash between servers
         "child_exit": _forget_worker(config.metrics_dir),
+        **workers,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from serving.balance import BalancedThreadWorker
 from serving.cli import gunicorn_settings
 from serving.config import SETTINGS, ConfigError, ServeConfig, build_serve_config
 
@@ -62,4 +63,7 @@ def test_gunicorn_settings_follow_the_config():
     settings = gunicorn_settings(config)
     assert settings["bind"] == ["[::1]:8123"]
     assert (settings["workers"], settings["threads"]) == (3, 5)
-    assert settings["worker_class"] == "gthread"
+    assert settings["worker_class"] is BalancedThreadWorker  # several workers share out
+    assert "pre_fork" in settings  # the slots of their connection board
+    alone = gunicorn_settings(build_serve_config({"workers": 1}, {}))
+    assert alone["worker_class"] == "gthread" and "pre_fork" not in alone

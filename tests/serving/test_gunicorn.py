@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 
+from benchmarks.loadgen import connections_per_process
 from schemas.redis_layout import Keys
 from tests.serving.conftest import RedisProcess, copy_keys, copy_version
 from tests.serving.server import fetch, nightrec_serve, poll, workers
@@ -65,3 +70,52 @@ def test_idle_workers_follow_the_pointer(published, tmp_path):
         assert server.returncode == 0, server.output()[-3000:]
     finally:
         own_redis.stop()
+
+
+def test_a_burst_of_keep_alive_connections_is_shared_out_evenly(published, tmp_path):
+    """32 connections opened at once, as a load balancer fills its pool: without
+    `serving.balance` the worker that woke first took 28 to 32 of them (six bursts)."""
+    with nightrec_serve(published, tmp_path / "serve.out", workers=2, threads=2) as server:
+        port = urlsplit(server.base).port
+        poll("both workers up", lambda: len(workers(server.base)) == 2, 120.0)
+        with open_connections(port, 0) as probes:  # until both accept (out of start-up)
+            poll("both workers accepting", lambda: len(probes.add(1)) == 2, 30.0)
+        poll("the probes closed", lambda: connections_per_process(port) == [])
+
+        with open_connections(port, 32) as burst:
+            spread = burst.spread
+    assert len(spread) == 2 and spread[0] - spread[1] <= 4, spread
+    assert server.returncode == 0, server.output()[-3000:]
+
+
+class Connections:
+    """Keep-alive connections to a local port, each with one request answered."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.clients: list[socket.socket] = []
+        self.spread: list[int] = []
+
+    def add(self, count: int) -> list[int]:
+        """Open count more at once, send each a request, read the answers; return how the
+        server's processes hold all of them (`connections_per_process`)."""
+        new = [socket.create_connection(("127.0.0.1", self.port), 10) for _ in range(count)]
+        self.clients += new
+        for client in new:
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        for client in new:
+            assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        self.spread = connections_per_process(self.port)
+        return self.spread
+
+
+@contextmanager
+def open_connections(port: int, count: int) -> Iterator[Connections]:
+    """Open count connections (see `Connections.add`); close every one at the end."""
+    connections = Connections(port)
+    try:
+        connections.add(count)
+        yield connections
+    finally:
+        for client in connections.clients:
+            client.close()
