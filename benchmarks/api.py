@@ -11,9 +11,10 @@ connections from load-generator processes (`benchmarks.loadgen`). The scenarios 
 `--rounds` rounds, the reference and the API back to back in each, so that the machine's
 drift (it is noisy) hits both alike: the throughput ratio is the median of the per-round
 ratios, and each figure the median over rounds (the worst latency: the maximum over
-rounds). Prints requests/s, p50/p99/p99.9/max and errors per scenario, the ratios, and a
-verdict line against the targets on the 2-core machine: recommendations >= 0.8x the
-reference at 32 connections with p99 <= 25 ms, search p50 <= 10 ms on one connection.
+rounds). Prints requests/s, p50/p99/p99.9/max and errors per scenario, each round's p99 and
+how its connections spread over the workers, the ratios, and a verdict line against the
+targets on the 2-core machine: recommendations >= 0.8x the reference at 32 connections with
+p99 <= 25 ms, search p50 <= 10 ms on one connection.
 """
 
 from __future__ import annotations
