@@ -3,7 +3,8 @@ processes.
 
 Each scenario cycles over a list of request paths on keep-alive loopback connections, spread
 over `Load.processes` processes (asyncio, raw HTTP/1.1, no client library overhead), for a
-warm-up and then a measured window, with a cap on the number of requests. Only 200 answers
+warm-up and then a measured window, with a cap on the number of requests. A connection the
+server ends (`Connection: close`) is opened again for the next request. Only 200 answers
 count as successes; anything else (another status, a timeout, a dropped connection) is an error.
 
 A scenario either sends as fast as answers come (closed loop: the benchmarks' throughput) or
@@ -97,19 +98,23 @@ class Result:
         return float(np.percentile(self.latencies_ms, q)) if self.requests else float("nan")
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """Read one HTTP/1.1 response with a Content-Length body; return its status and body."""
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """Read one HTTP/1.1 response with a Content-Length body; return its status, its body
+    and whether the server closes the connection after it (`Connection: close`)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
-    length = None
+    length, close = None, False
     for line in lines[1:]:
         name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
+        name = name.strip().lower()
+        if name == "content-length":
             length = int(value)
+        elif name == "connection":
+            close = value.strip().lower() == "close"
     if length is None:
         raise ValueError("response without Content-Length")
-    return status, await reader.readexactly(length)
+    return status, await reader.readexactly(length), close
 
 
 class _Tally:
@@ -158,7 +163,12 @@ async def _send(state: dict, port: int, path: str) -> tuple[int, bytes]:
         if state.get("writer") is None:
             state["reader"], state["writer"] = await asyncio.open_connection(HOST, port)
         state["writer"].write(request)
-        return await asyncio.wait_for(_read_response(state["reader"]), REQUEST_TIMEOUT)
+        answer = _read_response(state["reader"])
+        status, body, close = await asyncio.wait_for(answer, REQUEST_TIMEOUT)
+        if close:  # the server ends the connection: the next request opens a new one
+            state["writer"].close()
+            state["writer"] = None
+        return status, body
     except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError):
         if state.get("writer") is not None:
             state["writer"].close()

@@ -11,9 +11,12 @@ master maps before it forks them): for each worker, its open connections and whe
 looked. `BalancedThreadWorker` is gunicorn's gthread worker, looking at the board before
 each accept: a worker holding a connection or more over the average of the live workers
 stops accepting until the others catch up; they take the waiting connections from the
-socket's queue. A worker that has not looked for `STALE_SECONDS` (starting, stopping or
-stuck) counts as not there, so it keeps no connection waiting longer than that: the others
-accept them all, as gunicorn does on its own.
+socket's queue. A worker two or more over the average also closes each connection it answers
+(`Connection: close`), so that connections kept alive from before (a worker restarted, the
+others took its clients) move to the worker under its share as their clients reconnect. A
+worker that has not looked for `STALE_SECONDS` (starting, stopping or stuck) counts as not
+there, so it keeps no connection waiting longer than that: the others accept them all, as
+gunicorn does on its own.
 """
 
 from __future__ import annotations
@@ -59,15 +62,19 @@ class ConnectionBoard:
         Args:
             now: `time.monotonic()` (one clock for every process of the machine).
         """
+        self._cells[2 * slot], self._cells[2 * slot + 1] = float(held), now
+        return held < self.average(slot, held, now) + 1
+
+    def average(self, slot: int, held: int, now: float) -> float:
+        """Return the live workers' average connections, with `held` for slot's worker."""
         cells = self._cells
-        cells[2 * slot], cells[2 * slot + 1] = float(held), now
-        total, live = 0.0, 0
+        total, live = float(held), 1
         for other in range(self.slots):
             looked = cells[2 * other + 1]
-            if looked and now - looked <= STALE_SECONDS:
+            if other != slot and looked and now - looked <= STALE_SECONDS:
                 total += cells[2 * other]
                 live += 1
-        return held < total / live + 1  # live >= 1: this worker has just looked
+        return total / live
 
 
 class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -93,6 +100,17 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
     @worker_connections.setter
     def worker_connections(self, limit: int) -> None:  # gunicorn's, from the settings
         self._connection_limit = limit
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        """Answer a request (in a pool thread); a worker holding two or more connections over
+        the average closes this one after the answer (`Connection: close`). Its client
+        reconnects, and since this worker is not accepting, to another one: connections
+        kept alive since before a worker restarted move over as they are used."""
+        board, slot, held = self.board, self.board_slot, self.nr_conns
+        if board is not None and slot is not None and self.alive:
+            if held >= board.average(slot, held, time.monotonic()) + 2:
+                req.must_close = True
+        return super().handle_request(req, conn)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         """Stop (SIGTERM): leave the board at once, since a stopping worker accepts no more."""

@@ -46,3 +46,13 @@ def test_slots_are_claimed_once_and_shared_with_forked_workers():
 
     assert slot == 0
     assert not board.may_accept(1, 9, now=50.0)  # with the child's 7: 9 is not < 8 + 1
+
+
+def test_the_average_counts_a_workers_own_connections_as_it_says():
+    board = ConnectionBoard(3)
+    board.may_accept(0, 10, now=100.0)
+    board.may_accept(1, 2, now=100.0)
+
+    assert board.average(0, 12, now=100.0) == 7.0  # its own 12, not the 10 it last wrote
+    assert board.average(2, 0, now=100.0) == 4.0  # slot 2 has not looked yet: it counts 0
+    assert board.average(1, 2, now=100.0 + STALE_SECONDS + 1) == 2.0  # slot 0 went stale

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from benchmarks.loadgen import connections_per_process
+from benchmarks.loadgen import Load, Scenario, connections_per_process, start_scenario
 from schemas.redis_layout import Keys
 from tests.serving.conftest import RedisProcess, copy_keys, copy_version
 from tests.serving.server import fetch, nightrec_serve, poll, workers
@@ -84,8 +86,32 @@ def test_a_burst_of_keep_alive_connections_is_shared_out_evenly(published, tmp_p
 
         with open_connections(port, 32) as burst:
             spread = burst.spread
-    assert len(spread) == 2 and spread[0] - spread[1] <= 4, spread
+    assert even(spread), spread
     assert server.returncode == 0, server.output()[-3000:]
+
+
+def test_kept_alive_connections_move_to_a_restarted_worker(published, tmp_path):
+    """A worker killed under load: its clients reconnect to the other one, which then holds
+    every connection. Once the replacement is up, the one over its share closes connections
+    after answers, and they come back to the replacement (without that: [16] for good)."""
+    with nightrec_serve(published, tmp_path / "serve.out", workers=2, threads=2) as server:
+        port = urlsplit(server.base).port
+        poll("both workers up", lambda: len(workers(server.base)) == 2, 120.0)
+        load = start_scenario(Scenario("healthz", port, ("/healthz",), 16), Load(0, 300, 10**8, 1))
+        try:
+            poll("both workers hold connections", lambda: len(connections_per_process(port)) == 2)
+            os.kill(int(next(iter(workers(server.base)))), signal.SIGKILL)
+            poll("the other worker holds them all", lambda: connections_per_process(port) == [16])
+            poll("shared out again", lambda: even(connections_per_process(port)), 180.0)
+        finally:
+            load.stop()
+            answered = load.result()
+    assert answered.requests > 0 and answered.errors <= 16  # those of the killed worker at most
+
+
+def even(spread: list[int]) -> bool:
+    """Whether two processes hold connections, within 4 of each other."""
+    return len(spread) == 2 and spread[0] - spread[1] <= 4
 
 
 class Connections:
