@@ -78,7 +78,8 @@ class ConnectionBoard:
 
 
 class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
-    """gunicorn's gthread worker that accepts only while it holds no more than its share.
+    """gunicorn's gthread worker that accepts only while it holds no more than its share,
+    and ends connections after answering them while it holds well over it.
 
     gthread's loop compares its open connections with `worker_connections` before each poll
     and stops accepting at that limit; here the limit drops to what the worker holds while
