@@ -89,14 +89,17 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     board: ConnectionBoard | None = None
     board_slot: int | None = None
+    over_share = False  # set before each poll: the board said no to more connections
 
     @property
     def worker_connections(self) -> int:
         limit = self._connection_limit
         board, slot, held = self.board, self.board_slot, self.nr_conns
         if board is None or slot is None or held >= limit or not self.alive:
+            self.over_share = False
             return limit
-        return limit if board.may_accept(slot, held, time.monotonic()) else held
+        self.over_share = not board.may_accept(slot, held, time.monotonic())
+        return held if self.over_share else limit
 
     @worker_connections.setter
     def worker_connections(self, limit: int) -> None:  # gunicorn's, from the settings
@@ -107,9 +110,9 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
         the average closes this one after the answer (`Connection: close`). Its client
         reconnects, and since this worker is not accepting, to another one: connections
         kept alive since before a worker restarted move over as they are used."""
-        board, slot, held = self.board, self.board_slot, self.nr_conns
-        if board is not None and slot is not None and self.alive:
-            if held >= board.average(slot, held, time.monotonic()) + 2:
+        if self.over_share and self.board is not None and self.board_slot is not None:
+            held = self.nr_conns  # the board is read only while the worker refuses connections
+            if held >= self.board.average(self.board_slot, held, time.monotonic()) + 2:
                 req.must_close = True
         return super().handle_request(req, conn)
 
