@@ -11,8 +11,8 @@ Two passes, testable without Spark:
    among the items that set the floor. Popular items have norms several times the typical
    one; a bound from the largest norm alone keeps about 70% more candidates (measured on
    `benchmarks.synthetic` data). Engine "tiles" (CPU: item tiles that stay in cache, one
-   block per worker thread, `jobs.topn_tiles`) or "torch" (any device, CUDA when torch
-   sees one: `jobs.topn_torch`).
+   block per worker thread, `jobs.topn_tiles`; bf16 or float32) or "torch" (any device,
+   CUDA when torch sees one: `jobs.topn_torch`).
 2. Exact (numba): the kept candidates are re-scored by the exact definition in
    `jobs.topn_exact` and ranked by score descending, then item index ascending.
 
@@ -34,11 +34,11 @@ import numpy as np
 import torch
 
 from jobs.topn_exact import finish_rows
-from jobs.topn_tiles import finish_block, mask_tile, sorted_rows
+from jobs.topn_tiles import NEG_INF_BITS, finish_block, finish_block_f32, mask_tile, sorted_rows
 from jobs.topn_torch import candidates
 
 DEFAULT_BLOCK_ROWS = 256
-TILE_ITEMS = 2048  # a (block_rows, TILE_ITEMS) bf16 tile stays in L2
+TILE_ITEMS = 2048  # a (256, 2048) bf16 tile stays in L2; float32 ones of 1024 were no faster
 MAX_ABS_FACTOR = 2.0**60  # keeps every product and sum far from float32 overflow
 _TINY = 2.0**-126  # smallest normal float32: what flush-to-zero may lose per product
 
@@ -62,7 +62,7 @@ class TopN:
 class ItemTable:
     """Item factors prepared once for many blocks of users (see `prepare_items`)."""
 
-    engine: str  # "tiles" (CPU, bf16 tiles + numba) or "torch" (any device)
+    engine: str  # "tiles" (CPU, bf16 or float32 tiles + numba) or "torch" (any device)
     approx_t: torch.Tensor  # (d, padded items) in the filter's dtype, on the filter's device
     exact: np.ndarray  # (items, d) float32, for the exact pass
     count: int
@@ -104,7 +104,11 @@ def set_threads(threads: int) -> None:
 
 
 def prepare_items(
-    item_vecs: np.ndarray, n: int, device: str | None = None, engine: str | None = None
+    item_vecs: np.ndarray,
+    n: int,
+    device: str | None = None,
+    engine: str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> ItemTable:
     """Return the item side of the kernel for lists of length n.
 
@@ -112,15 +116,19 @@ def prepare_items(
         item_vecs: (items, d) item factors.
         n: list length the table will serve.
         device: "cuda" or "cpu" (default: cuda when torch sees one).
-        engine: "tiles" (CPU only, needs bf16 support) or "torch"; default: tiles on a CPU
-            with fast bf16, else torch.
+        engine: "tiles" (CPU only) or "torch"; default: tiles on the CPU, torch on CUDA.
+        dtype: the filter's GEMM, torch.bfloat16 or torch.float32; default: bf16 where the
+            device multiplies it fast (CUDA, CPUs with AVX512-BF16/AMX), else float32.
+            Results are the same either way; only the speed differs.
     """
     items = _checked(item_vecs, "item factors")
     device = device or default_device()
-    dtype = _filter_dtype(device)
-    engine = engine or ("tiles" if device == "cpu" and dtype == torch.bfloat16 else "torch")
-    if engine == "tiles" and (device != "cpu" or dtype != torch.bfloat16):
-        raise ValueError(f"engine 'tiles' needs a CPU with bf16 support (device {device!r})")
+    dtype = dtype or _filter_dtype(device)
+    engine = engine or ("tiles" if device == "cpu" else "torch")
+    if dtype not in (torch.bfloat16, torch.float32):
+        raise ValueError(f"the filter's dtype must be torch.bfloat16 or torch.float32 ({dtype})")
+    if engine == "tiles" and device != "cpu":
+        raise ValueError(f"engine 'tiles' runs on the CPU only (device {device!r})")
     count, d = items.shape
     group = _group_size(count, n)
     tile = min(TILE_ITEMS, max(group, 1 << max(count - 1, 0).bit_length()))
@@ -231,25 +239,31 @@ def _error_terms(users: np.ndarray, table: ItemTable) -> tuple[np.ndarray, np.nd
 
 
 def _tile_blocks(users, table: ItemTable, seen, n: int, out: TopN, blocks) -> None:
-    """Score the given (lo, hi) blocks of users one after another on this thread (tiles)."""
+    """Score the given (lo, hi) blocks of users one after another on this thread (tiles).
+
+    bf16 tiles go to numba as their int16 bits, float32 tiles as they are.
+    """
     tiles = table.tiles()
+    dtype = table.approx_t.dtype
     rows = max(hi - lo for lo, hi in blocks)
-    buf = torch.empty((len(tiles), rows, table.tile), dtype=torch.bfloat16)
-    raw = buf.view(torch.int16)
-    bits = raw.numpy()
+    buf = torch.empty((len(tiles), rows, table.tile), dtype=dtype)
+    if dtype == torch.bfloat16:
+        values, fill, finish = buf.view(torch.int16).numpy(), NEG_INF_BITS, finish_block
+    else:
+        values, fill, finish = buf.numpy(), np.float32(-np.inf), finish_block_f32
     per_tile = table.tile // table.group
-    maxima = np.empty((rows, len(tiles), per_tile), dtype=np.int16)
+    maxima = np.empty((rows, len(tiles), per_tile), dtype=values.dtype)
     for lo, hi in blocks:
         size = hi - lo
-        u = torch.from_numpy(users[lo:hi]).to(torch.bfloat16)
+        u = torch.from_numpy(users[lo:hi]).to(dtype)
         ptr, idx = sorted_rows(seen[0][lo : hi + 1], seen[1])
         cursor = ptr[:-1].copy()
         for k, tile in enumerate(tiles):
             torch.mm(u, tile, out=buf[k, :size])
-            mask_tile(bits[k, :size], k * table.tile, table.count, ptr, idx, cursor,
-                      table.group, maxima[:size, k])  # fmt: skip
-        finish_block(
-            bits[:, :size], maxima[:size].reshape(size, -1), table.group, n,
+            mask_tile(values[k, :size], k * table.tile, table.count, ptr, idx, cursor,
+                      table.group, maxima[:size, k], fill)  # fmt: skip
+        finish(
+            values[:, :size], maxima[:size].reshape(size, -1), table.group, n,
             *_error_terms(users[lo:hi], table), table.norms, table.group_norms,
             users[lo:hi].astype(np.float64), table.exact,
             out.indices[lo:hi], out.scores[lo:hi], out.counts[lo:hi],

@@ -9,11 +9,15 @@ import torch
 from benchmarks.synthetic import Shape, generate
 from jobs.topn import prepare_items, seen_csr, top_n_unseen
 from jobs.topn_exact import exact_scores, finish_rows
-from jobs.topn_tiles import _base, finish_block
+from jobs.topn_tiles import _base, finish_block, finish_block_f32
 
-ENGINES = ["torch"]
-if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-    ENGINES.append("tiles")
+# Every filter runs on any CPU (bf16 products are slow without AVX512-BF16/AMX, not wrong);
+# "torch" with bf16 is what a GPU runs.
+FILTERS = [
+    pytest.param(engine, dtype, id=f"{engine}-{name}")
+    for engine in ("tiles", "torch")
+    for name, dtype in (("bf16", torch.bfloat16), ("f32", torch.float32))
+]
 
 
 def brute_force(users, items, seen: list[set], n):
@@ -83,22 +87,22 @@ def seen_sets(data) -> list[set]:
     return [set(data.seen_indices[ptr[u] : ptr[u + 1]].tolist()) for u in range(len(ptr) - 1)]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(("engine", "dtype"), FILTERS)
 @pytest.mark.parametrize("integer", [False, True])
 @pytest.mark.parametrize("block_rows", [7, 256])
-def test_matches_brute_force(engine, integer, block_rows):
+def test_matches_brute_force(engine, dtype, integer, block_rows):
     rng = np.random.default_rng(7)
     users, items, seen, (indptr, indices) = random_case(rng, 40, 50, 4, 45, integer)
-    table = prepare_items(items, 10, device="cpu", engine=engine)
+    table = prepare_items(items, 10, device="cpu", engine=engine, dtype=dtype)
 
     top = top_n_unseen(users, table, indptr, indices, 10, block_rows=block_rows)
 
     assert_matches_brute_force(top, users, items, seen, 10)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(("engine", "dtype"), FILTERS)
 @pytest.mark.parametrize("ties", [False, True])
-def test_generated_data_with_heavy_users_matches_brute_force(engine, ties):
+def test_generated_data_with_heavy_users_matches_brute_force(engine, dtype, ties):
     # 2500 items: two tiles of 2048 on the CPU engine
     shape = Shape(users=60, items=2500, interactions=60 * 150, dim=8, min_seen=3)
     data = generate(shape, ties=ties)
@@ -107,7 +111,7 @@ def test_generated_data_with_heavy_users_matches_brute_force(engine, ties):
     seen[1] = set(range(2500))  # nothing left
     seen[2] = set(range(0, 2500, 2))  # half the catalogue
     indptr, indices = csr_of(seen)
-    table = prepare_items(data.item_vecs, 10, device="cpu", engine=engine)
+    table = prepare_items(data.item_vecs, 10, device="cpu", engine=engine, dtype=dtype)
     assert table.group == 16  # the grouped threshold is what is exercised
 
     top = top_n_unseen(data.user_vecs, table, indptr, indices, 10, block_rows=32)
@@ -116,8 +120,8 @@ def test_generated_data_with_heavy_users_matches_brute_force(engine, ties):
     assert top.counts[:2].tolist() == [5, 0]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_items_of_very_different_norms_scoring_alike_match_brute_force(engine):
+@pytest.mark.parametrize(("engine", "dtype"), FILTERS)
+def test_items_of_very_different_norms_scoring_alike_match_brute_force(engine, dtype):
     # Each item scores about 1 (within 2%) for every user, while its norm ranges from 1 to
     # 1e4: the filter's error on an item grows with its norm, so the per-item bounds decide
     # which near-ties are ranked exactly.
@@ -125,15 +129,15 @@ def test_items_of_very_different_norms_scoring_alike_match_brute_force(engine):
     users, items = alike_scores(rng, 30, 2500, decades=4, noise=0.01, spread=0.02)
     seen = [set(rng.choice(2500, 40, replace=False).tolist()) for _ in range(30)]
     indptr, indices = csr_of(seen)
-    table = prepare_items(items, 10, device="cpu", engine=engine)
+    table = prepare_items(items, 10, device="cpu", engine=engine, dtype=dtype)
 
     top = top_n_unseen(users, table, indptr, indices, 10)
 
     assert_matches_brute_force(top, users, items, seen, 10)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_rows_whose_scores_are_all_negative(engine):
+@pytest.mark.parametrize(("engine", "dtype"), FILTERS)
+def test_rows_whose_scores_are_all_negative(engine, dtype):
     # No group maximum is >= +0: the threshold cannot be trusted and every item is ranked.
     rng = np.random.default_rng(3)
     users = -np.abs(rng.standard_normal((9, 6))).astype(np.float32)
@@ -141,7 +145,7 @@ def test_rows_whose_scores_are_all_negative(engine):
     items[::7] = 0  # exact zeros: -0 and +0 scores
     seen = [set(rng.choice(300, 20, replace=False).tolist()) for _ in range(9)]
     indptr, indices = csr_of(seen)
-    table = prepare_items(items, 5, device="cpu", engine=engine)
+    table = prepare_items(items, 5, device="cpu", engine=engine, dtype=dtype)
 
     top = top_n_unseen(users, table, indptr, indices, 5)
 
@@ -210,6 +214,11 @@ def test_checkerboard_top_item_is_the_withheld_diagonal():
     assert top.indices[:, 0].tolist() == list(range(size))
 
 
+def test_rejects_a_filter_dtype_other_than_bf16_or_float32():
+    with pytest.raises(ValueError, match="must be torch.bfloat16 or torch.float32"):
+        prepare_items(np.ones((4, 2)), 1, device="cpu", dtype=torch.float16)
+
+
 def test_rejects_factors_of_different_width():
     with pytest.raises(ValueError, match="same width"):
         top_n_unseen(np.ones((1, 3)), np.ones((2, 2)), np.array([0, 0]), np.array([]), 1)
@@ -260,20 +269,24 @@ def test_exact_ranking_keeps_every_item_its_bound_allows():
     assert np.array_equal(out_idx, expected[:, :n])
 
 
-@pytest.mark.skipif("tiles" not in ENGINES, reason="needs a CPU with bf16 support")
-def test_tile_filter_keeps_every_item_its_bound_allows():
+@pytest.mark.parametrize("fmt", ["bf16", "f32"])
+def test_tile_filter_keeps_every_item_its_bound_allows(fmt):
     users, items, exact, norms, scale, tiny, approx, n = adversarial_case()
     rows, count = approx.shape
     group = 8
-    bits = torch.from_numpy(approx.astype(np.float32)).to(torch.bfloat16).view(torch.int16)
-    maxima = bits.view(rows, -1, group).amax(dim=2).numpy()
+    tiles = approx.astype(np.float32)
+    finish = finish_block_f32
+    if fmt == "bf16":  # the raw int16 bits, as the tiles engine hands them over
+        tiles = torch.from_numpy(tiles).to(torch.bfloat16).view(torch.int16).numpy()
+        finish = finish_block
+    maxima = tiles.reshape(rows, -1, group).max(axis=2)
     out_idx = np.full((rows, n), -1, dtype=np.int32)
     out_scores = np.full((rows, n), -np.inf, dtype=np.float32)
     counts = np.zeros(rows, dtype=np.int32)
     group_norms = norms.reshape(-1, group).max(axis=1)
 
-    finish_block(bits.numpy()[None], maxima, group, n, scale, tiny, norms, group_norms,
-                 users.astype(np.float64), items, out_idx, out_scores, counts)  # fmt: skip
+    finish(tiles[None], maxima, group, n, scale, tiny, norms, group_norms,
+           users.astype(np.float64), items, out_idx, out_scores, counts)  # fmt: skip
 
     expected = np.lexsort((np.tile(np.arange(count), (rows, 1)), -exact.astype(np.float32)))
     assert np.array_equal(out_idx, expected[:, :n])
