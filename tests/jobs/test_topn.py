@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmarks.synthetic import Shape, generate
-from jobs.topn import prepare_items, seen_csr, top_n_unseen
+from jobs.topn import prepare_items, seen_csr, set_threads, top_n_unseen
 from jobs.topn_exact import exact_scores, finish_rows
 from jobs.topn_tiles import _base, finish_block, finish_block_f32
 
@@ -162,6 +162,53 @@ def test_cuda_filter_matches_brute_force():
     )
 
     assert_matches_brute_force(top, data.user_vecs, data.item_vecs, seen_sets(data), 20)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "f32"])
+def test_buffers_kept_from_an_earlier_larger_call_give_exact_results(dtype):
+    # The tiles engine keeps its score buffers between calls: a later call with fewer rows
+    # per block works in the rows the earlier call left full of its own scores.
+    rng = np.random.default_rng(4)
+    users, items, seen, (indptr, indices) = random_case(rng, 70, 300, 6, 40)
+    table = prepare_items(items, 8, device="cpu", engine="tiles", dtype=dtype)
+    top_n_unseen(users[::-1].copy(), table, *csr_of(seen[::-1]), 8, block_rows=64)
+
+    top = top_n_unseen(users[:20], table, indptr[:21], indices, 8, block_rows=16)
+
+    assert_matches_brute_force(top, users[:20], items, seen[:20], 8)
+
+
+def test_tiles_workers_multiply_on_one_thread_each(monkeypatch):
+    # OpenMP's thread count is per thread: a worker thread that did not set it would let
+    # torch.mm fan out to every core, on top of the kernel's own threads. With one kernel
+    # thread, the process then burns CPU on threads other than the worker's.
+    import time
+
+    import jobs.topn as topn
+
+    cpu = []
+    real = topn._score_tiles
+
+    def timed(*args):
+        process, thread = time.process_time(), time.thread_time()
+        real(*args)
+        cpu.append((time.process_time() - process, time.thread_time() - thread))
+
+    monkeypatch.setattr(topn, "_score_tiles", timed)
+    rng = np.random.default_rng(1)
+    users = rng.standard_normal((1024, 64)).astype(np.float32)
+    table = prepare_items(rng.standard_normal((8192, 64)), 10, device="cpu", engine="tiles",
+                          dtype=torch.float32)  # fmt: skip
+    empty = np.zeros(len(users) + 1, dtype=np.int64)
+    before = torch.get_num_threads()
+    set_threads(1)
+    try:
+        for _ in range(3):
+            top_n_unseen(users, table, empty, np.array([], dtype=np.int64), 10)
+    finally:
+        set_threads(before)
+    process, thread = min(cpu)
+    assert process <= 1.25 * thread, f"{process:.3f} s of CPU, {thread:.3f} s on the worker"
 
 
 def test_cuda_is_the_default_device_only_when_torch_sees_one():
