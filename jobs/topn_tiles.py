@@ -170,9 +170,10 @@ def finish_block_f32(
     """`finish_block` for float32 tiles (n_tiles, rows, T) and their float32 group maxima.
 
     The floor is the n-th largest maximum truncated to bf16 (`_base` on the top 16 bits):
-    a lower bound of it, at most 2**-8 lower, so n unseen items still reach it. The group
-    and item tests compare the float32 values themselves, first against the loosest
-    threshold (the largest norm's, a finite float32), which -inf (seen, padding) never passes.
+    a lower bound of it, less than one bf16 step (2**-7 of it) lower, so n unseen items
+    still reach it. The group and item tests compare the float32 values themselves, first
+    against the loosest threshold (the largest norm's, a finite float32), which -inf (seen,
+    padding) never passes.
     """
     rows, width = tiles.shape[1], tiles.shape[2]
     per_tile, n_groups = width // group, maxima.shape[1]
