@@ -216,8 +216,9 @@ def top_n_unseen(
             _torch_block(users, table, seen, n_eff, out, lo, hi)
         return out
     workers = min(len(blocks), numba.get_num_threads())
+    # The workers set torch to one thread each (_tile_blocks); torch may then report that
+    # count to this thread too (seen when it had not yet run a parallel region).
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each worker thread does (see _tile_blocks)
     try:
         with ThreadPoolExecutor(workers) as pool:
             jobs = [
@@ -260,14 +261,11 @@ def _tile_blocks(users, table: ItemTable, seen, n: int, out: TopN, blocks) -> No
 
 def _score_tiles(users, table: ItemTable, tiles, buf, maxima, seen, n: int, out: TopN, blocks):
     """The body of `_tile_blocks`, on buffers of at least the largest block's rows."""
-    dtype = table.approx_t.dtype
-    if dtype == torch.bfloat16:
-        values, fill, finish = buf.view(torch.int16).numpy(), NEG_INF_BITS, finish_block
-    else:
-        values, fill, finish = buf.numpy(), np.float32(-np.inf), finish_block_f32
+    view, fill, finish = _TILE_FORMATS[table.approx_t.dtype]
+    values = buf.view(view).numpy()
     for lo, hi in blocks:
         size = hi - lo
-        u = torch.from_numpy(users[lo:hi]).to(dtype)
+        u = torch.from_numpy(users[lo:hi]).to(table.approx_t.dtype)
         ptr, idx = sorted_rows(seen[0][lo : hi + 1], seen[1])
         cursor = ptr[:-1].copy()
         for k, tile in enumerate(tiles):
@@ -281,6 +279,13 @@ def _score_tiles(users, table: ItemTable, tiles, buf, maxima, seen, n: int, out:
             out.indices[lo:hi], out.scores[lo:hi], out.counts[lo:hi],
         )  # fmt: skip
 
+
+# How numba sees each tile dtype: the array's dtype (the maxima's too), -inf in it, and
+# the finishing pass. bf16 has no numpy dtype: its int16 bits stand in.
+_TILE_FORMATS = {
+    torch.bfloat16: (torch.int16, NEG_INF_BITS, finish_block),
+    torch.float32: (torch.float32, np.float32(-np.inf), finish_block_f32),
+}
 
 _spare: list[tuple[torch.Tensor, np.ndarray]] = []  # tile buffers free for the next call
 _spare_lock = threading.Lock()
@@ -300,7 +305,7 @@ def _scratch(
     page faults contend for the process's memory map (medians of 4, AVX2 EPYC). Kept
     buffers are at most what the busiest call held at once.
     """
-    maxima_dtype = np.int16 if dtype == torch.bfloat16 else np.float32
+    maxima_dtype = torch.empty(0, dtype=_TILE_FORMATS[dtype][0]).numpy().dtype
     with _spare_lock:
         fits = [
             i for i, (buf, maxima) in enumerate(_spare)
